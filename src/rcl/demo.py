@@ -1,0 +1,183 @@
+"""`rcl demo`: RCL end to end on real photographs shipped with scikit-image.
+
+1. Photographs from ``skimage.data`` (bundled in the wheel, no download) are converted to
+   grayscale (BT.601) and split into training photos and held-out test photos.
+2. Each training photo gets Gaussian noise with its own σ ~ U[5, 50]/255, once (seeded): this
+   is the user's unlabelled noisy collection.
+3. RCL pre-training on those noisy photos only.
+4. Fine-tuning with ONE labelled photo (its clean version; fresh synthetic noise per crop), once
+   from the RCL weights and once from scratch, with the same steps and seed.
+5. Evaluation on the held-out photos (protocol of :mod:`rcl.evaluation.protocol`, seed 0).
+
+Writes a run folder: results.md / results.json (table and per-image scores), loss_curves.png,
+restorations.png, the checkpoints and the CSV logs. The folder is assembled under a temporary
+name and renamed when complete, so an interrupted run leaves no half-written result.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .data.datasets import ImageSet, add_noise_per_image, match_channels
+from .data.noise import GaussianRangeNoise
+from .models import ModelConfig
+
+TRAIN_PHOTOS = ("chelsea", "coffee", "rocket", "motorcycle_left", "brick", "grass", "gravel", "moon", "coins",
+                "page", "immunohistochemistry", "hubble_deep_field")
+TEST_PHOTOS = ("camera", "astronaut", "clock")
+
+QUICK = dict(pretrain_steps=40, finetune_steps=20, crop=32, batch_images=8, batch_size=8, test_size=192,
+             n_train=8)
+FULL = dict(pretrain_steps=1000, finetune_steps=300, crop=48, batch_images=12, batch_size=16, test_size=None,
+            n_train=None)
+
+
+def _photo(name: str):
+    import skimage.data as data
+
+    if name == "motorcycle_left":
+        return data.stereo_motorcycle()[0]
+    return getattr(data, name)()
+
+
+def load_photos(names, size: int | None = None) -> ImageSet:
+    """Bundled scikit-image photos as grayscale (1, H, W) tensors in [0, 1] (optionally centre-cropped)."""
+    import numpy as np
+
+    images = []
+    for n in names:
+        arr = np.asarray(_photo(n))
+        img = torch.from_numpy(arr.astype(np.float32) / 255.0)
+        img = img.permute(2, 0, 1) if img.ndim == 3 else img.unsqueeze(0)
+        img = match_channels(img[:3], 1, n)
+        if size is not None:
+            _, h, w = img.shape
+            t, left = (h - min(h, size)) // 2, (w - min(w, size)) // 2
+            img = img[:, t:t + size, left:left + size]
+        images.append(img.contiguous())
+    return ImageSet(images, list(names))
+
+
+def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progress: bool = True) -> dict:
+    """Run the demo and return the summary dict (also written to the run folder).
+
+    Raises:
+        FileExistsError: ``out`` exists already.
+    """
+    from .checkpoint import save_checkpoint
+    from .evaluation import evaluate, make_noisy_test_set, model_denoiser
+    from .evaluation.residual import sigma_correlation
+    from .reporting import markdown_table, plot_loss_curves, plot_restorations, print_table
+    from .training import FinetuneConfig, PretrainConfig, finetune, pretrain
+
+    t_start = time.time()
+    p = QUICK if quick else FULL
+    out = Path(out) if out is not None else Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
+    if out.exists():
+        raise FileExistsError(f"{out}: run folder exists; choose another --out")
+    work = out.parent / f".{out.name}.partial"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    try:
+        noise = GaussianRangeNoise(5 / 255, 50 / 255)
+        train_names = TRAIN_PHOTOS[: p["n_train"]] if p["n_train"] else TRAIN_PHOTOS
+        train_clean = load_photos(train_names)
+        test_clean = load_photos(TEST_PHOTOS[:2] if quick else TEST_PHOTOS, p["test_size"])
+        noisy_train, sigma_train = add_noise_per_image(train_clean, noise, seed + 1)
+        mcfg = ModelConfig(arch="unet", in_channels=1, out_channels=1, width=16, depth=3)
+
+        pcfg = PretrainConfig(steps=p["pretrain_steps"], batch_images=p["batch_images"], crop_size=p["crop"],
+                              seed=seed)
+        print(f"[1/4] RCL pre-training on {len(noisy_train)} noisy photos (no labels), {pcfg.steps} steps",
+              flush=True)
+        rcl_model, h_pre = pretrain(noisy_train, mcfg, pcfg, log_path=work / "pretrain_log.csv", progress=progress)
+        save_checkpoint(work / "rcl_pretrained.safetensors", rcl_model, mcfg, stage="pretrain", method="rcl",
+                        noise="gaussian:5-50", training=pcfg.model_dump())
+
+        fcfg = FinetuneConfig(steps=p["finetune_steps"], batch_size=p["batch_size"], crop_size=p["crop"],
+                              label_fraction=1 / len(train_clean), seed=seed)
+        print(f"[2/4] fine-tuning with 1 labelled photo from the RCL weights, {fcfg.steps} steps", flush=True)
+        tuned, h_tuned, labelled = finetune(train_clean, noise, fcfg, mcfg, init=rcl_model,
+                                            log_path=work / "finetune_rcl_log.csv", progress=progress,
+                                            desc="finetune (RCL init)")
+        print(f"[3/4] fine-tuning with the same photo from scratch, {fcfg.steps} steps", flush=True)
+        scratch, h_scratch, _ = finetune(train_clean, noise, fcfg, mcfg, init=None,
+                                         log_path=work / "finetune_scratch_log.csv", progress=progress,
+                                         desc="finetune (scratch)")
+        save_checkpoint(work / "rcl_1label.safetensors", tuned, mcfg, stage="finetune", init_stage="pretrain",
+                        noise="gaussian:5-50", training=fcfg.model_dump(), labelled_images=labelled)
+        save_checkpoint(work / "scratch_1label.safetensors", scratch, mcfg, stage="finetune", init_stage=None,
+                        noise="gaussian:5-50", training=fcfg.model_dump(), labelled_images=labelled)
+
+        print(f"[4/4] evaluating on {len(test_clean)} held-out photos", flush=True)
+        noisy_test, sigma_test = make_noisy_test_set(test_clean, noise, seed=0)
+        methods = {"RCL only (0 labels)": model_denoiser(rcl_model),
+                   "scratch + 1 label": model_denoiser(scratch),
+                   "RCL + 1 label": model_denoiser(tuned)}
+        results, outputs = evaluate(methods, test_clean, noise, noisy=noisy_test, sigmas=sigma_test,
+                                    keep_outputs=True)
+        first = next(iter(results.values()))
+        rows = [{"method": "noisy input", "psnr": first.mean("psnr_noisy"), "ssim": first.mean("ssim_noisy")}]
+        rows += [{"method": k, "psnr": r.mean("psnr"), "ssim": r.mean("ssim")} for k, r in results.items()]
+        corr = sigma_correlation(rcl_model, noisy_train, sigma_train)
+
+        per_image = []
+        for i, name in enumerate(test_clean.names):
+            row = {"image": name, "sigma": float(sigma_test[i]) * 255, "noisy": first.scores[i].psnr_noisy}
+            row.update({k: r.scores[i].psnr for k, r in results.items()})
+            per_image.append(row)
+
+        gain_vs_scratch = rows[3]["psnr"] - rows[2]["psnr"]
+        gain_vs_noisy = rows[1]["psnr"] - rows[0]["psnr"]
+        elapsed = time.time() - t_start
+        summary = {
+            "rcl_version": __version__, "quick": quick, "seed": seed, "seconds": elapsed,
+            "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
+            "command": " ".join(["rcl"] + sys.argv[1:]) if Path(sys.argv[0]).name == "rcl" else "rcl demo",
+            "noise": noise.describe(), "train_photos": list(train_clean.names), "labelled_photo": labelled,
+            "test_photos": list(test_clean.names), "pretrain": pcfg.model_dump(), "finetune": fcfg.model_dump(),
+            "table": rows, "per_image_psnr": per_image,
+            "rcl_plus_1_label_minus_scratch_db": gain_vs_scratch, "rcl_only_minus_noisy_db": gain_vs_noisy,
+            "residual_sigma_correlation_train": corr,
+            "results": {k: r.to_dict() for k, r in results.items()},
+        }
+        cols = [("method", "method", ""), ("psnr", "PSNR (dB)", ".2f"), ("ssim", "SSIM", ".4f")]
+        img_cols = [("image", "photo", ""), ("sigma", "σ (0-255)", ".1f"), ("noisy", "noisy", ".2f")] + \
+                   [(k, k, ".2f") for k in results]
+        md = [f"# rcl demo{' (--quick: smoke budget, numbers not meaningful)' if quick else ''}\n",
+              f"Held-out photos: {', '.join(test_clean.names)} (grayscale, {noise.describe()}, protocol seed 0). "
+              f"Pre-trained on {len(train_clean)} noisy photos; labelled photo: {labelled[0]}.\n",
+              markdown_table(rows, cols),
+              f"\nRCL + 1 label − scratch + 1 label: **{gain_vs_scratch:+.2f} dB**; "
+              f"RCL only − noisy input: **{gain_vs_noisy:+.2f} dB**.\n",
+              f"Pearson r between the per-photo residual std and the true σ on the {len(train_clean)} "
+              f"training photos: {corr['pearson_r']:.3f}.\n",
+              "\n## Per photo (PSNR, dB)\n\n", markdown_table(per_image, img_cols),
+              f"\nBudget: pre-training {pcfg.steps} steps, each fine-tune {fcfg.steps} steps; "
+              f"{elapsed:.0f} s on {torch.get_num_threads()} threads.\n"]
+        (work / "results.md").write_text("".join(md))
+        (work / "results.json").write_text(json.dumps(summary, indent=2))
+        plot_loss_curves({"RCL pre-training": h_pre, "fine-tune from RCL": h_tuned, "fine-tune from scratch": h_scratch},
+                         work / "loss_curves.png", keys=("loss", "contrastive", "consistency"))
+        panels = [("noisy", noisy_test.images)] + [(k, v) for k, v in outputs.items()] + [("clean", test_clean.images)]
+        titles = [f"{n} σ={float(s) * 255:.0f}" for n, s in zip(test_clean.names, sigma_test)]
+        plot_restorations(panels, titles, work / "restorations.png")
+        work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    print_table(f"rcl demo — held-out photos ({', '.join(test_clean.names)}), {noise.describe()}", rows)
+    print(f"RCL + 1 label vs scratch + 1 label: {gain_vs_scratch:+.2f} dB; RCL only vs noisy: {gain_vs_noisy:+.2f} dB; "
+          f"residual-σ Pearson r (train photos): {corr['pearson_r']:.3f}")
+    print(f"run folder: {out} ({elapsed:.0f} s)")
+    return summary

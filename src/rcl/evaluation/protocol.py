@@ -1,0 +1,103 @@
+"""The one evaluation protocol every number of rcl goes through (docs/protocol.md).
+
+1. Each clean test image gets noise from a generator seeded by (seed, file name), so every
+   method sees the very same noisy images and a rerun reproduces them.
+2. The network sees the noisy image as float (not clipped, as in the DnCNN/BM3D literature).
+3. Output and reference are clamped to [0, 1] and quantised to uint8.
+4. PSNR (peak 255) and SSIM (Gaussian σ = 1.5, per channel, averaged) per image and as the mean,
+   with the noisy input's scores beside them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..data.datasets import ImageSet, add_noise_per_image
+from ..data.noise import SCALE, NoiseModel
+from .inference import predict
+from .metrics import psnr, ssim
+
+Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
+"""(noisy (C, H, W), σ on [0, 1] or nan) → restored (C, H, W)."""
+
+
+@dataclass
+class ImageScore:
+    name: str
+    sigma: float  # on the 0–255 scale (nan for real noise)
+    psnr_noisy: float
+    ssim_noisy: float
+    psnr: float
+    ssim: float
+
+
+@dataclass
+class EvalResult:
+    """Per-image scores and their means (PSNR in dB, SSIM in [0, 1])."""
+
+    method: str
+    scores: list[ImageScore] = field(default_factory=list)
+
+    def mean(self, key: str) -> float:
+        vals = [getattr(s, key) for s in self.scores]
+        return float(sum(vals) / len(vals)) if vals else math.nan
+
+    def summary(self) -> dict:
+        return {"method": self.method, "n_images": len(self.scores),
+                **{k: self.mean(k) for k in ("psnr_noisy", "ssim_noisy", "psnr", "ssim")}}
+
+    def to_dict(self) -> dict:
+        return {**self.summary(), "images": [asdict(s) for s in self.scores]}
+
+
+def model_denoiser(model: nn.Module, tile: int | None = None) -> Denoiser:
+    """Wrap a network as a :data:`Denoiser` (σ is ignored: rcl networks are blind)."""
+    return lambda noisy, sigma: predict(model, noisy, tile=tile)
+
+
+def make_noisy_test_set(clean: ImageSet, noise: NoiseModel, seed: int = 0) -> tuple[ImageSet, torch.Tensor]:
+    """The fixed noisy versions of the test images (step 1 of the protocol) and their σ (N,) on [0, 1]."""
+    return add_noise_per_image(clean, noise, seed)
+
+
+def evaluate(denoisers: dict[str, Denoiser], clean: ImageSet, noise: NoiseModel, seed: int = 0,
+             noisy: ImageSet | None = None, sigmas: torch.Tensor | None = None,
+             keep_outputs: bool = False) -> tuple[dict[str, EvalResult], dict[str, list[torch.Tensor]]]:
+    """Score every denoiser on the same noisy test images.
+
+    Args:
+        denoisers: name → denoiser.
+        clean: clean test images (C, H, W) in [0, 1].
+        noise: synthetic noise model (the protocol needs clean references).
+        seed: noise seed.
+        noisy, sigmas: precomputed noisy images (from :func:`make_noisy_test_set`), optional.
+        keep_outputs: also return every restored image.
+
+    Returns:
+        ``(results, outputs)``: name → :class:`EvalResult`; outputs name → list of (C, H, W).
+
+    Raises:
+        ValueError: ``noise`` is not synthetic (no clean reference to score against).
+    """
+    if not noise.synthetic:
+        raise ValueError("evaluation needs clean images and a synthetic noise model, not 'real' noise")
+    if noisy is None:
+        noisy, sigmas = make_noisy_test_set(clean, noise, seed)
+    results = {name: EvalResult(name) for name in denoisers}
+    outputs: dict[str, list[torch.Tensor]] = {name: [] for name in denoisers}
+    for i, (x, y) in enumerate(zip(clean.images, noisy.images)):
+        sigma = float(sigmas[i]) if sigmas is not None else math.nan
+        pn, sn = psnr(y, x), ssim(y, x)
+        for name, fn in denoisers.items():
+            out = fn(y, sigma)
+            if out.shape != x.shape:
+                raise ValueError(f"{name}: output {tuple(out.shape)} differs from the target {tuple(x.shape)}")
+            results[name].scores.append(ImageScore(clean.names[i], sigma * SCALE, pn, sn, psnr(out, x), ssim(out, x)))
+            if keep_outputs:
+                outputs[name].append(out)
+    return results, outputs

@@ -1,0 +1,61 @@
+"""Consistency terms for RCL pre-training (our design; the paper's equation is not available).
+
+The residual NT-Xent alone has three collapse modes: f ≡ identity (zero residuals), f ≡ 0
+(residual = image content, trivially discriminative) and inflated residuals (sharper logits). A
+consistency term must anchor f to the image. Each term maps (model, crops, generator) to
+``(loss, residual)`` so that the contrastive term reuses the same forward pass:
+
+* ``fidelity``: λ·mean‖f(c) − c‖² — keeps f close to the input (rules out f ≡ 0).
+* ``blindspot``: Noise2Void-style J-invariant masked reconstruction (Krull et al., 2019):
+  mean over masked pixels of (f(mask(c)) − c)²; the residual is c − f(mask(c)).
+* ``recorruption``: with x̂ = f(c), n̂ = c − x̂ and a random pixel permutation π,
+  mean‖f(sg(x̂) + π(sg(n̂))) − sg(x̂)‖² — f must remove a re-shuffled copy of its own residual,
+  which punishes residuals that carry image structure (π destroys structure, not the
+  value distribution).
+* ``none``: no consistency (for ablations).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .masking import n2v_mask
+
+CONSISTENCY_VARIANTS = ("blindspot", "fidelity", "recorruption", "none")
+
+
+def permute_pixels(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Shuffle the spatial positions of each image of (B, C, H, W) (same permutation for all C)."""
+    b, c, h, w = x.shape
+    perm = torch.argsort(torch.rand(b, h * w, generator=generator), dim=1).to(x.device)
+    flat = x.reshape(b, c, h * w)
+    return torch.gather(flat, 2, perm.unsqueeze(1).expand(b, c, h * w)).reshape(x.shape)
+
+
+def consistency_forward(variant: str, model: nn.Module, crops: torch.Tensor,
+                        generator: torch.Generator | None = None, mask_ratio: float = 0.03
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run f on ``crops`` (N, C, p, p) and return ``(consistency_loss, residual)``.
+
+    The residual (N, C, p, p) is n̂ = c − f(·) of the pass used by the variant.
+
+    Raises:
+        ValueError: unknown variant.
+    """
+    if variant == "blindspot":
+        masked, mask = n2v_mask(crops, mask_ratio, generator)
+        out = model(masked)
+        loss = ((out - crops) ** 2)[mask].mean()
+        return loss, crops - out
+    if variant not in CONSISTENCY_VARIANTS:
+        raise ValueError(f"unknown consistency variant {variant!r}; use one of {CONSISTENCY_VARIANTS}")
+    out = model(crops)
+    residual = crops - out
+    if variant == "fidelity":
+        return (residual ** 2).mean(), residual
+    if variant == "recorruption":
+        xh, nh = out.detach(), residual.detach()
+        out2 = model(xh + permute_pixels(nh, generator))
+        return ((out2 - xh) ** 2).mean(), residual
+    return crops.new_zeros(()), residual

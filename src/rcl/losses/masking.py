@@ -1,0 +1,63 @@
+"""Blind-spot masking (Krull et al., 2019, Noise2Void, Sec. 3; Batson & Royer, 2019, Noise2Self).
+
+A network that never sees a pixel's own noisy value cannot reproduce its (pixel-independent)
+noise, so a loss on masked pixels trains a denoiser from noisy images alone (J-invariance).
+"""
+
+from __future__ import annotations
+
+import torch
+
+_OFFSETS_CACHE: dict[int, torch.Tensor] = {}
+
+
+def _offsets(radius: int) -> torch.Tensor:
+    if radius not in _OFFSETS_CACHE:
+        r = torch.arange(-radius, radius + 1)
+        dy, dx = torch.meshgrid(r, r, indexing="ij")
+        keep = (dy != 0) | (dx != 0)
+        _OFFSETS_CACHE[radius] = torch.stack([dy[keep], dx[keep]], dim=1)  # (K, 2), no (0, 0)
+    return _OFFSETS_CACHE[radius]
+
+
+def n2v_mask(x: torch.Tensor, ratio: float, generator: torch.Generator | None = None,
+             radius: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise2Void masking: replace a random fraction of pixels by a random neighbour's value.
+
+    Each (b, c, y, x) is masked independently with probability ``ratio`` (so RGB channels get
+    independent masks); a masked pixel takes the value of a neighbour drawn uniformly from the
+    (2·radius+1)² window without the centre, clamped at the border.
+
+    Args:
+        x: (B, C, H, W) noisy batch.
+        ratio: masked fraction in (0, 1).
+        radius: neighbourhood radius (2 gives N2V's 5×5 window).
+
+    Returns:
+        ``(masked, mask)``: masked input (B, C, H, W) and the boolean mask (B, C, H, W).
+        At least one pixel per batch is masked.
+    """
+    if not 0 < ratio < 1:
+        raise ValueError(f"mask ratio must be in (0, 1), got {ratio}")
+    b, c, h, w = x.shape
+    if h * w < 2:
+        raise ValueError("blind-spot masking needs images of at least 2 pixels")
+    mask = torch.rand(x.shape, generator=generator) < ratio
+    if not mask.any():
+        mask.view(-1)[int(torch.randint(0, mask.numel(), (1,), generator=generator))] = True
+    offs = _offsets(radius)
+    pick = torch.randint(0, len(offs), x.shape, generator=generator)
+    yy = torch.arange(h).view(1, 1, h, 1).expand(b, c, h, w)
+    xx = torch.arange(w).view(1, 1, 1, w).expand(b, c, h, w)
+    sy = (yy + offs[pick, 0]).clamp(0, h - 1)
+    sx = (xx + offs[pick, 1]).clamp(0, w - 1)
+    # A clamped offset can land back on the pixel itself; shift those one step inward.
+    same = (sy == yy) & (sx == xx)
+    if same.any():
+        sy = torch.where(same & (yy > 0), yy - 1, torch.where(same, (yy + 1).clamp(max=h - 1), sy))
+        still = (sy == yy) & (sx == xx)
+        sx = torch.where(still & (xx > 0), xx - 1, torch.where(still, (xx + 1).clamp(max=w - 1), sx))
+    flat = x.reshape(b, c, h * w)
+    neighbour = torch.gather(flat, 2, (sy * w + sx).reshape(b, c, h * w).to(x.device)).reshape(x.shape)
+    mask = mask.to(x.device)
+    return torch.where(mask, neighbour, x), mask

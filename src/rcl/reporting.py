@@ -1,0 +1,96 @@
+"""Tables and figures for terminal and run folders (rich, markdown, matplotlib)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from .data.io import atomic_write_bytes
+
+
+def print_table(title: str, rows: list[dict]) -> None:
+    """Print rows with keys method / psnr (dB) / ssim as a rich table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("method")
+    table.add_column("PSNR (dB)", justify="right")
+    table.add_column("SSIM", justify="right")
+    for r in rows:
+        table.add_row(r["method"], f"{r['psnr']:.2f}", f"{r['ssim']:.4f}")
+    Console().print(table)
+
+
+def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """Markdown table; ``columns`` = [(key, header, format spec)]."""
+    head = "| " + " | ".join(h for _, h, _ in columns) + " |"
+    sep = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(columns))) + "|"
+    lines = [head, sep]
+    for r in rows:
+        cells = []
+        for key, _, fmt in columns:
+            v = r.get(key, "")
+            cells.append(format(v, fmt) if isinstance(v, (int, float)) and fmt else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Save a matplotlib figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, lambda tmp: tmp.write_bytes(buf.getvalue()))
+    return path
+
+
+def plot_loss_curves(curves: dict[str, list[dict]], path: Path, keys=("loss",)) -> Path:
+    """One panel per curve: each key of the per-step logs against the step (log y)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.2), squeeze=False)
+    for ax, (name, hist) in zip(axes[0], curves.items()):
+        steps = [h["step"] for h in hist]
+        for k in keys:
+            if hist and k in hist[0]:
+                ax.plot(steps, [h[k] for h in hist], label=k, lw=1)
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_restorations(panels: list[tuple[str, list]], titles: list[str], path: Path, crop: int = 128) -> Path:
+    """Grid: one row per image, one column per panel (e.g. noisy / restored / clean), centre crops.
+
+    ``panels`` = [(column title, [(C, H, W) tensors per row])].
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_rows, n_cols = len(titles), len(panels)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.6 * n_cols, 2.7 * n_rows), squeeze=False)
+    for j, (col, imgs) in enumerate(panels):
+        for i in range(n_rows):
+            img = imgs[i].clamp(0, 1)
+            _, h, w = img.shape
+            t, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+            c = img[:, t:t + crop, left:left + crop].permute(1, 2, 0).numpy()
+            ax = axes[i][j]
+            ax.imshow(c[..., 0] if c.shape[2] == 1 else c, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(col, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(titles[i], fontsize=8)
+    return save_figure(fig, path)
