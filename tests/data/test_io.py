@@ -208,6 +208,18 @@ def test_float_tiff_in_range_and_out_of_range(tmp_path):
         read_image(tmp_path / "bad.tif")
 
 
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_low_bit_depth_png_scaled_to_unit_range(tmp_path, bits):
+    import png
+
+    top = 2 ** bits - 1
+    arr = np.array([[0, top], [top // 2, 0]], dtype=np.uint8)
+    png.from_array(arr, f"L;{bits}").save(str(tmp_path / "low.png"))
+    out, info = read_image(tmp_path / "low.png")
+    assert info.bit_depth == 8 and info.channels == 1
+    np.testing.assert_allclose(out[0].numpy(), arr / top, atol=1e-6)
+
+
 def test_corrupt_file_raises_naming_file(tmp_path):
     p = tmp_path / "corrupt_image.png"
     p.write_bytes(np.random.default_rng(0).bytes(300))
@@ -228,8 +240,6 @@ def test_image_read_error_is_value_error():
     assert issubclass(ImageReadError, ValueError)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG io.py _read_png16: pypng Reader(filename=...) files are never closed "
-                                       "(ResourceWarning on every PNG read)")
 def test_png_read_closes_file(tmp_path):
     path = write_image(tmp_path / "x.png", _rand8(1))
     write_image(tmp_path / "y.png", _rand16(3), bit_depth=16)
@@ -302,8 +312,6 @@ def test_atomic_write_writes_beside_target(tmp_path):
     assert (tmp_path / "a.bin").read_bytes() == b"data" and not seen[0].exists()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG io.py atomic_write_bytes: mkstemp creates 0600 files that are renamed "
-                                       "into place, so outputs ignore the umask (not group/world readable)")
 def test_written_file_permissions_follow_umask(tmp_path):
     old = os.umask(0o022)
     try:

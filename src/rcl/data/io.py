@@ -46,13 +46,14 @@ def _read_png16(path: Path) -> np.ndarray | None:
     """Return the array of a 16-bit PNG, or None if the PNG is not 16-bit."""
     import png  # pypng
 
-    reader = png.Reader(filename=str(path))
-    reader.preamble()
-    if reader.bitdepth != 16:
-        return None
-    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
-    planes = info["planes"]
-    arr = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(height, width, planes)
+    with open(path, "rb") as fh:
+        reader = png.Reader(file=fh)
+        reader.preamble()
+        if reader.bitdepth != 16:
+            return None
+        fh.seek(0)
+        width, height, rows, info = png.Reader(file=fh).asDirect()
+        arr = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(height, width, info["planes"])
     return arr
 
 
@@ -165,6 +166,9 @@ def atomic_write_bytes(path: Path, write_fn) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
     try:
         write_fn(Path(tmp))
         os.replace(tmp, path)

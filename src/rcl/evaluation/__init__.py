@@ -1,7 +1,8 @@
 """Metrics, inference and the evaluation protocol."""
 
+from .bm3d_baseline import bm3d_denoiser
 from .inference import predict
 from .metrics import psnr, ssim
 from .protocol import EvalResult, evaluate, make_noisy_test_set, model_denoiser
 
-__all__ = ["EvalResult", "evaluate", "make_noisy_test_set", "model_denoiser", "predict", "psnr", "ssim"]
+__all__ = ["bm3d_denoiser", "EvalResult", "evaluate", "make_noisy_test_set", "model_denoiser", "predict", "psnr", "ssim"]

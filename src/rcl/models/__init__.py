@@ -2,6 +2,7 @@
 
 from .dncnn import DnCNN
 from .factory import ModelConfig, build_model
+from .projection import ProjectionHead
 from .unet import UNet
 
-__all__ = ["DnCNN", "ModelConfig", "UNet", "build_model"]
+__all__ = ["DnCNN", "ModelConfig", "ProjectionHead", "UNet", "build_model"]

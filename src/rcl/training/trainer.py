@@ -61,7 +61,7 @@ def train(model: nn.Module, method: Method, steps: int, lr: float, generator: to
         for step in bar:
             loss, logs = method.loss(model, generator)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"{method.name}: loss is {float(loss)} at step {step}")
+                raise FloatingPointError(f"{method.name}: loss is {float(loss.detach())} at step {step}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip:
