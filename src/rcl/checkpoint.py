@@ -80,6 +80,22 @@ def _describe(cfg: ModelConfig) -> str:
     return f"{cfg.arch}(width={cfg.width}, depth={cfg.depth}, {cfg.in_channels}→{cfg.out_channels} channels)"
 
 
+def build_task_model(cfg: ModelConfig, meta: dict, path: Path | str = "checkpoint") -> nn.Module:
+    """The network for a checkpoint's task: a denoiser, an SRNet (``scale``) or a JDDNet (``pattern``)."""
+    task = meta.get("task", "denoise")
+    if task == "denoise":
+        return build_model(cfg)
+    if task == "sr":
+        from .models.sr import build_sr_model
+
+        return build_sr_model(cfg, int(meta.get("scale", 2)), skip=bool(meta.get("skip", True)))
+    if task == "jdd":
+        from .models.sr import build_jdd_model
+
+        return build_jdd_model(cfg, meta.get("pattern", "RGGB"), meta.get("skip", "malvar"))
+    raise CheckpointError(f"{path}: unknown task {task!r} (this rcl knows denoise, sr, jdd)")
+
+
 def load_checkpoint(path: str | os.PathLike, expect: ModelConfig | None = None) -> tuple[nn.Module, dict]:
     """Build the network a checkpoint describes and load its weights (in eval mode).
 
@@ -108,7 +124,7 @@ def load_checkpoint(path: str | os.PathLike, expect: ModelConfig | None = None) 
         state = load_file(str(path))
     except Exception as exc:
         raise CheckpointError(f"{path}: cannot read weights (truncated or corrupt?): {exc}") from exc
-    model = build_model(cfg)
+    model = build_task_model(cfg, meta, path)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -156,7 +156,7 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
                    [(k, k, ".2f") for k in results]
         md = [f"# rcl demo{' (--quick: smoke budget, numbers not meaningful)' if quick else ''}\n",
               f"Held-out photos: {', '.join(test_clean.names)} (grayscale, {noise.describe()}, protocol seed 0). "
-              f"Pre-trained on {len(train_clean)} noisy photos; labelled photo: {labelled[0]}.\n",
+              f"Pre-trained on {len(train_clean)} noisy photos; labelled photo: {labelled[0]}.\n\n",
               markdown_table(rows, cols),
               f"\nRCL + 1 label − scratch + 1 label: **{gain_vs_scratch:+.2f} dB**; "
               f"RCL only − noisy input: **{gain_vs_noisy:+.2f} dB**.\n",

@@ -94,3 +94,46 @@ def plot_restorations(panels: list[tuple[str, list]], titles: list[str], path: P
             if j == 0:
                 ax.set_ylabel(titles[i], fontsize=8)
     return save_figure(fig, path)
+
+
+def plot_metric_vs_fraction(panels: list[tuple[str, dict, dict]], path: Path, ylabel: str = "PSNR (dB)",
+                            ncols: int = 4) -> Path:
+    """Subplots of a metric against the label fraction (log x), one line per method with error bars.
+
+    ``panels`` = [(title, {method: (fractions, means, stds)}, {reference label: y})]; the
+    references (e.g. noisy input, BM3D, a 0-label network) are drawn as horizontal lines. NaN stds
+    (one seed) are drawn without error bars.
+    """
+    import math
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(1, len(panels))
+    ncols = min(ncols, n)
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
+    styles = [":", "--", "-."]
+    for ax, (title, series, refs) in zip(axes.flat, panels):
+        for label, (xs, ys, errs) in series.items():
+            if not xs:
+                continue
+            yerr = [e if e is not None and math.isfinite(e) else 0.0 for e in errs]
+            ax.errorbar(xs, ys, yerr=yerr if any(yerr) else None, marker="o", ms=3, lw=1.2, capsize=2, label=label)
+        for i, (label, y) in enumerate(refs.items()):
+            ax.axhline(y, color="0.35", lw=1, ls=styles[i % len(styles)], label=label)
+        ax.set_xscale("log")
+        ticks = sorted({x for xs, _, _ in series.values() for x in xs})
+        if ticks:
+            ax.set_xticks(ticks, [f"{x * 100:g} %" for x in ticks], fontsize=8)
+            ax.minorticks_off()
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("label fraction")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    return save_figure(fig, path)

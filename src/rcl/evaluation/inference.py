@@ -30,27 +30,34 @@ def predict(model: nn.Module, x: torch.Tensor, tile: int | None = None, overlap:
         else:
             if tile <= 2 * overlap:
                 raise ValueError(f"tile ({tile}) must exceed twice the overlap ({overlap})")
-            out = _tiled(model, x, tile, overlap, scale)
+            align = int(getattr(model, "tile_align", 1))
+            out = _tiled(model, x, tile, overlap, scale, align)
     finally:
         model.train(was_training)
     return out[0] if single else out
 
 
-def _starts(n: int, tile: int, step: int) -> list[int]:
+def _starts(n: int, tile: int, step: int, align: int = 1) -> list[int]:
+    """Tile start offsets covering [0, n), each a multiple of ``align`` (e.g. 2 for a Bayer phase)."""
     if n <= tile:
         return [0]
-    s = list(range(0, n - tile, step)) + [n - tile]
+    step = max(align, step - step % align)
+    last = (n - tile) - (n - tile) % align
+    s = list(range(0, last, step)) + [last]
     return sorted(set(s))
 
 
-def _tiled(model, x, tile, overlap, scale):
+def _tiled(model, x, tile, overlap, scale, align=1):
     b, _, h, w = x.shape
     out = None
     half = overlap // 2
     step = tile - overlap
-    for top in _starts(h, tile, step):
-        for left in _starts(w, tile, step):
-            th, tw = min(tile, h), min(tile, w)
+    tops, lefts = _starts(h, tile, step, align), _starts(w, tile, step, align)
+    for top in tops:
+        for left in lefts:
+            # the last tile runs to the border (it may exceed `tile` by < align pixels)
+            th = h - top if top == tops[-1] else min(tile, h - top)
+            tw = w - left if left == lefts[-1] else min(tile, w - left)
             y = model(x[..., top:top + th, left:left + tw])
             if out is None:
                 out = y.new_zeros(b, y.shape[1], h * scale, w * scale)

@@ -3,6 +3,7 @@
 from .dncnn import DnCNN
 from .factory import ModelConfig, build_model
 from .projection import ProjectionHead
+from .sr import JDDNet, SRNet, build_jdd_model, build_sr_model
 from .unet import UNet
 
-__all__ = ["DnCNN", "ModelConfig", "ProjectionHead", "UNet", "build_model"]
+__all__ = ["DnCNN", "JDDNet", "SRNet", "build_jdd_model", "build_sr_model", "ModelConfig", "ProjectionHead", "UNet", "build_model"]
