@@ -30,16 +30,16 @@ def test_pretrain_then_finetune_raises_psnr(photos):
     noise = GaussianRangeNoise(20 / 255, 30 / 255)
     noisy, _ = add_noise_per_image(train, noise, seed=1)
     mcfg = ModelConfig(width=8, depth=2)
-    model, hist = pretrain(noisy, mcfg, PretrainConfig(steps=100, batch_images=6, crop_size=32, seed=0,
+    model, hist = pretrain(noisy, mcfg, PretrainConfig(steps=150, batch_images=6, crop_size=32, seed=0,
                                                        mask_ratio=0.05, lr=3e-3), progress=False)
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in hist)
-    tuned, _, labelled = finetune(train, noise, FinetuneConfig(steps=40, batch_size=8, crop_size=32,
+    tuned, _, labelled = finetune(train, noise, FinetuneConfig(steps=80, batch_size=8, crop_size=32, lr=3e-3,
                                                                label_fraction=1 / 6), mcfg, init=model,
                                   progress=False)
     assert len(labelled) == 1
     res, _ = evaluate({"rcl": model_denoiser(model), "tuned": model_denoiser(tuned)}, test, GaussianNoise(25 / 255))
     noisy_psnr = res["rcl"].mean("psnr_noisy")
-    # 100 pre-training steps only start the blind-spot denoiser (docs/consistency.md needs ~400+):
+    # 150 pre-training steps only start the blind-spot denoiser (docs/consistency.md needs ~400+):
     # here we check that it is no worse than the input and that fine-tuning from it works.
     assert res["rcl"].mean("psnr") > noisy_psnr - 0.5, res["rcl"].summary()
     assert res["tuned"].mean("psnr") > noisy_psnr + 2.0, res["tuned"].summary()
@@ -50,6 +50,7 @@ def test_residual_std_tracks_sigma_on_train400():
     clean = load_image_set(SHARED / "train" / "Train400", channels=1, limit=40)
     noisy, sigmas = add_noise_per_image(clean, GaussianRangeNoise(), seed=1)
     model, _ = pretrain(noisy, ModelConfig(width=8, depth=2),
-                        PretrainConfig(steps=80, batch_images=16, crop_size=32), progress=False)
+                        PretrainConfig(steps=150, batch_images=16, crop_size=32, lr=3e-3, mask_ratio=0.05),
+                        progress=False)
     corr = sigma_correlation(model, noisy, sigmas)
-    assert corr["pearson_r"] > 0.8, corr
+    assert corr["pearson_r"] > 0.9, corr
