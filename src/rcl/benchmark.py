@@ -1189,15 +1189,15 @@ def _report(runner: _Runner, out_name: str, command: str, seconds: float, starte
 
     rows_json: list[dict] = []
     md: list[str] = []
-    md.append(f"# rcl benchmark — {cfg.name}\n")
+    md.append(f"# rcl benchmark — {cfg.name}\n\n")
     md.append(f"Run folder `{out_name}`, started {started}, {seconds / 60:.1f} min of wall time in this run "
-              f"({len(runner.computed)} cells computed, {len(runner.cached)} reused from the cache).\n")
+              f"({len(runner.computed)} cells computed, {len(runner.cached)} reused from the cache).\n\n")
     md.append(f"Training images: `{cfg.data.train}` ({n_train} images, {cfg.data.channels} channel(s)); "
               f"pre-training collection noised once with `{cfg.train_noise}` (seed {cfg.noise_seed}); fine-tuning on "
               f"the clean labelled images with fresh `{cfg.train_noise}` noise per crop. Test noise drawn by the "
               f"protocol with seed {EVAL_SEED} (docs/protocol.md). PSNR in dB, SSIM in [0, 1]; fine-tuned rows are "
               f"mean ± sample std over seeds {cfg.seeds}; pre-training uses one seed ({cfg.pretrain.seed}), so "
-              "0-label rows have no spread.\n")
+              "0-label rows have no spread.\n\n")
     budget = (f"**Compute budget (read before comparing with published numbers):** {mcfg.arch} width {mcfg.width} "
               f"depth {mcfg.depth} ({n_params / 1e6:.2f} M parameters); pre-training {cfg.pretrain.steps} steps "
               f"(RCL: {rcl_cfg.batch_images} images × 2 crops of {rcl_cfg.crop_size}²; baselines: "
@@ -1205,7 +1205,7 @@ def _report(runner: _Runner, out_name: str, command: str, seconds: float, starte
               f"{cfg.finetune.batch_size} crops of {cfg.finetune.crop_size}²; CPU only ({_cpu_name()}, "
               f"{torch.get_num_threads()} torch threads). The published networks are larger and trained far longer "
               "on GPUs (DnCNN-S: 17 layers × 64 channels, ≈0.56 M parameters), so expect our numbers below theirs.")
-    md.append(budget + "\n")
+    md.append(budget + "\n\n")
 
     # -- main tables
     md.append("\n## Results\n")

@@ -50,7 +50,7 @@ def _errors_to_exit(fn):
                 FileExistsError, IsADirectoryError, PermissionError, ValueError, FloatingPointError) as exc:
             msg = str(exc)
         except KeyboardInterrupt:
-            msg = "interrupted; nothing was written for the unfinished output"
+            msg = "interrupted; no unfinished output was left in place"
         typer.echo(f"error: {msg}", err=True)
         raise typer.Exit(2)
 
@@ -317,6 +317,34 @@ def demo(
     from .demo import run_demo
 
     run_demo(out=out, quick=quick, seed=seed, progress=progress)
+
+
+@app.command()
+@_errors_to_exit
+def benchmark(
+    config: Annotated[str, typer.Argument(help="Preset name (smoke, default, colour) or a YAML config file.")],
+    data_root: Annotated[Optional[Path], typer.Option(help="Folder the config's data paths are relative to "
+                                                          "(e.g. ../shared/data).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default runs/benchmark-<config>); "
+                                                                    "rerunning the same command resumes it.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar over the cells.")] = True,
+):
+    """Label-efficiency benchmark: pre-train each method once, fine-tune per label fraction and seed,
+    evaluate on the test sets, and write a report (tables, plots, claims). Resumable."""
+    import torch
+
+    from .benchmark import load_config, run_benchmark
+
+    cfg = load_config(config, data_root)
+    if threads is not None:
+        if threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    name = Path(config).stem if config.endswith((".yaml", ".yml")) else config
+    out = out if out is not None else Path("runs") / f"benchmark-{name}"
+    report = run_benchmark(cfg, out, progress=progress, command=" ".join(["rcl"] + sys.argv[1:]))
+    typer.echo(f"report: {report}")
 
 
 def main() -> None:  # console-script entry point
