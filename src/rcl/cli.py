@@ -81,6 +81,24 @@ NoiseOpt = Annotated[str, typer.Option(
 SeedOpt = Annotated[int, typer.Option(help="Random seed (crops, masks, weights, synthetic noise).")]
 
 
+class Task(str, Enum):
+    denoise = "denoise"
+    sr = "sr"
+    jdd = "jdd"
+
+
+TaskNoiseOpt = Annotated[Optional[str], typer.Option(
+    "--noise", help="Noise model, σ on 0-255: gaussian:25, gaussian:5-50 (σ per image), poisson:30, "
+                    "poisson-gaussian, or real. Default: gaussian:5-50 (denoise, sr), poisson-gaussian (jdd).")]
+PatternOpt = Annotated[str, typer.Option(help="Bayer pattern for --task jdd: RGGB, BGGR, GRBG or GBRG.")]
+
+
+def _default_noise(noise: Optional[str], task: "Task") -> str:
+    if noise is not None:
+        return noise
+    return "poisson-gaussian" if task == Task.jdd else "gaussian:5-50"
+
+
 def _check_output_file(out: Path, inputs: list[Path], suffix: str = ".safetensors") -> None:
     if out.suffix != suffix:
         raise UsageError(f"{out}: output file must end in {suffix}")
@@ -107,7 +125,10 @@ def _load_training_images(data: Path, noise_spec: str, channels: Optional[int], 
 def pretrain(
     data: Annotated[Path, typer.Argument(help="Folder (or file) of training images.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (.safetensors).")],
-    noise: NoiseOpt = "gaussian:5-50",
+    noise: TaskNoiseOpt = None,
+    task: Annotated[Task, typer.Option(help="denoise/sr: pre-train on the noisy images; jdd: on noisy Bayer "
+                                            "mosaics made from RGB images (packed to 4 channels).")] = Task.denoise,
+    pattern: PatternOpt = "RGGB",
     channels: Annotated[Optional[int], typer.Option(help="Convert images to 1 or 3 channels (default: as read).")] = None,
     arch: Annotated[Arch, typer.Option(help="Network architecture.")] = Arch.unet,
     width: Annotated[int, typer.Option(help="Network width (channels of the first stage).")] = 16,
@@ -137,6 +158,7 @@ def pretrain(
     from .training import pretrain as run_pretrain
 
     _check_output_file(out, [data])
+    noise = _default_noise(noise, task)
     cfg = PretrainConfig(steps=steps, batch_images=batch_images, crop_size=crop_size, lr=lr,
                          temperature=temperature, contrastive_weight=contrastive_weight,
                          consistency=consistency.value, consistency_weight=consistency_weight,
@@ -144,12 +166,29 @@ def pretrain(
     images, noise_model = _load_training_images(data, noise, channels, crop_size)
     if len(images) < 2:
         raise UsageError(f"{data}: RCL pre-training needs at least 2 images (negatives come from other images)")
-    mcfg = ModelConfig(arch=arch.value, in_channels=images.channels, out_channels=images.channels,
+    extra = {}
+    if task == Task.jdd:
+        from .data.degradations import check_pattern
+        from .training.downstream import packed_noisy_mosaics
+
+        if not noise_model.synthetic:
+            raise UsageError("--task jdd pre-trains on mosaics synthesised from clean RGB images; "
+                             "--noise real is not supported here")
+        if images.channels != 3:
+            raise UsageError(f"{data}: --task jdd needs RGB images to mosaic, got {images.channels} channel(s)")
+        pattern = check_pattern(pattern)
+        noisy = packed_noisy_mosaics(images, pattern, noise_model, seed)
+        if noisy.min_side() < crop_size:
+            raise UsageError(f"packed mosaics are half the image size ({noisy.min_side()} px), smaller than "
+                             f"--crop-size {crop_size}; use --crop-size {noisy.min_side()} or less")
+        extra = {"data": "packed-bayer", "pattern": pattern}
+    else:
+        noisy = images if not noise_model.synthetic else add_noise_per_image(images, noise_model, seed)[0]
+    mcfg = ModelConfig(arch=arch.value, in_channels=noisy.channels, out_channels=noisy.channels,
                        width=width, depth=depth)
-    noisy = images if not noise_model.synthetic else add_noise_per_image(images, noise_model, seed)[0]
     model, hist = run_pretrain(noisy, mcfg, cfg, log_path=log, progress=progress)
     save_checkpoint(out, model, mcfg, stage="pretrain", method="rcl", noise=noise,
-                    training=cfg.model_dump(), n_images=len(images), final_loss=hist[-1]["loss"])
+                    training=cfg.model_dump(), n_images=len(images), final_loss=hist[-1]["loss"], **extra)
     typer.echo(f"wrote {out} (final loss {hist[-1]['loss']:.4g} after {cfg.steps} steps on {len(images)} images)")
 
 
@@ -162,7 +201,11 @@ def finetune(
                                                      "omit to train from scratch.")] = None,
     noisy: Annotated[Optional[Path], typer.Option(help="Folder of real noisy images matching DATA by file "
                                                        "name; omit to synthesise noise with --noise.")] = None,
-    noise: NoiseOpt = "gaussian:5-50",
+    noise: TaskNoiseOpt = None,
+    task: Annotated[Task, typer.Option(help="denoise; sr (noisy low-res → clean high-res, needs --scale); "
+                                            "jdd (noisy Bayer mosaic → clean RGB, from RGB images).")] = Task.denoise,
+    scale: Annotated[int, typer.Option(help="SR scale factor (2 or 4) for --task sr.")] = 2,
+    pattern: PatternOpt = "RGGB",
     label_fraction: Annotated[float, typer.Option(help="Fraction 0 < f <= 1 of DATA used as labels (at least one image).")] = 1.0,
     channels: Annotated[Optional[int], typer.Option(help="Convert images to 1 or 3 channels.")] = None,
     arch: Annotated[Arch, typer.Option(help="Architecture when training from scratch.")] = Arch.unet,
@@ -170,27 +213,36 @@ def finetune(
     depth: Annotated[int, typer.Option(help="Depth when training from scratch.")] = 3,
     steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 300,
     batch_size: Annotated[int, typer.Option(help="Crops per step.")] = 16,
-    crop_size: Annotated[int, typer.Option(help="Crop side in pixels.")] = 48,
+    crop_size: Annotated[int, typer.Option(help="Crop side in pixels (of the clean/high-res image).")] = 48,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 5e-4,
     loss: Annotated[str, typer.Option(help="l2 or l1.")] = "l2",
     seed: SeedOpt = 0,
     log: Annotated[Optional[Path], typer.Option(help="CSV log of the loss per step.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ):
-    """Fine-tune for denoising on a label fraction of clean images (from --init, or from scratch)."""
+    """Fine-tune on a label fraction of clean images (from --init, or from scratch), for denoising,
+    super-resolution (--task sr --scale 2|4) or joint demosaicking + denoising (--task jdd)."""
     from .checkpoint import load_checkpoint, save_checkpoint
     from .data.datasets import load_image_set
+    from .data.noise import parse_noise_spec
     from .models import ModelConfig
     from .training import FinetuneConfig
     from .training import finetune as run_finetune
 
     _check_output_file(out, [data, init, noisy])
+    noise = _default_noise(noise, task)
     cfg = FinetuneConfig(steps=steps, batch_size=batch_size, crop_size=crop_size, lr=lr, loss=loss,
                          label_fraction=label_fraction, seed=seed)
-    from .data.noise import parse_noise_spec
-
+    if task != Task.denoise and noisy is not None:
+        raise UsageError(f"--noisy pairs are supported for --task denoise only (got --task {task.value})")
     if noisy is None and not parse_noise_spec(noise).synthetic:
         raise UsageError("--noise real needs --noisy (noisy/clean pairs); or give a synthetic --noise")
+    if task == Task.sr and scale not in (2, 3, 4, 8):
+        raise UsageError(f"--scale must be 2, 3, 4 or 8, got {scale}")
+    if task == Task.sr and crop_size % scale:
+        raise UsageError(f"--crop-size {crop_size} must be a multiple of --scale {scale}")
+    if task == Task.jdd and crop_size % 2:
+        raise UsageError(f"--crop-size {crop_size} must be even for --task jdd (whole Bayer tiles)")
     images, noise_model = _load_training_images(data, noise, channels, crop_size)
     pairs = None
     if noisy is not None:
@@ -200,64 +252,118 @@ def finetune(
         for a, b, name in zip(images.images, pairs.images, images.names):
             if a.shape != b.shape:
                 raise UsageError(f"{name}: clean {tuple(a.shape)} and noisy {tuple(b.shape)} sizes differ")
+    body_channels = 4 if task == Task.jdd else images.channels
+    if task == Task.jdd and images.channels != 3:
+        raise UsageError(f"{data}: --task jdd needs clean RGB images, got {images.channels} channel(s)")
     init_model, meta = None, {}
     if init is not None:
         init_model, meta = load_checkpoint(init)
         mcfg = ModelConfig(**meta["model"])
-        if meta.get("task", "denoise") != "denoise":
-            raise UsageError(f"{init}: a {meta['task']} checkpoint cannot initialise a denoising fine-tune")
+        init_task = meta.get("task", "denoise")
+        if init_task != "denoise" and init_task != task.value:
+            raise UsageError(f"{init}: a {init_task} checkpoint cannot initialise a --task {task.value} fine-tune")
+        if task == Task.jdd and meta.get("data") != "packed-bayer" and init_task != "jdd":
+            raise UsageError(f"{init}: --task jdd starts from a checkpoint pre-trained with `rcl pretrain --task jdd` "
+                             "(packed Bayer mosaics)")
+        if task == Task.jdd and meta.get("pattern", pattern.upper()) != pattern.upper():
+            raise UsageError(f"{init}: pre-trained on {meta['pattern']} mosaics, not --pattern {pattern}")
+        if task == Task.sr and init_task == "sr" and int(meta.get("scale", 0)) != scale:
+            raise UsageError(f"{init}: an SR ×{meta.get('scale')} checkpoint, not ×{scale}")
+        if task == Task.denoise and meta.get("data") == "packed-bayer":
+            raise UsageError(f"{init}: pre-trained on packed Bayer mosaics; fine-tune it with --task jdd")
     else:
-        mcfg = ModelConfig(arch=arch.value, in_channels=images.channels, out_channels=images.channels,
+        mcfg = ModelConfig(arch=arch.value, in_channels=body_channels, out_channels=body_channels,
                            width=width, depth=depth)
-    if mcfg.in_channels != images.channels:
-        raise UsageError(f"{data}: images have {images.channels} channel(s) but the model "
-                         f"({init or 'new'}) takes {mcfg.in_channels}; use --channels {mcfg.in_channels}")
-    model, hist, labelled = run_finetune(images, noise_model if pairs is None else None, cfg, mcfg, init=init_model,
-                                         noisy=pairs, log_path=log, progress=progress)
+    if mcfg.in_channels != body_channels:
+        hint = f"; use --channels {mcfg.in_channels}" if task != Task.jdd else ""
+        raise UsageError(f"{data}: the task needs a model taking {body_channels} channel(s) but the model "
+                         f"({init or 'new'}) takes {mcfg.in_channels}{hint}")
+    if task != Task.denoise and mcfg.arch != "unet":
+        raise UsageError(f"--task {task.value} builds on a U-Net body; got arch {mcfg.arch}")
+    extra = {}
+    if task == Task.denoise:
+        model, hist, labelled = run_finetune(images, noise_model if pairs is None else None, cfg, mcfg,
+                                             init=init_model, noisy=pairs, log_path=log, progress=progress)
+    elif task == Task.sr:
+        from .training.downstream import finetune_sr
+
+        model, hist, labelled = finetune_sr(images, noise_model, scale, cfg, mcfg, init=init_model,
+                                            log_path=log, progress=progress)
+        extra = {"task": "sr", "scale": scale, "skip": True}
+    else:
+        from .data.degradations import check_pattern
+        from .training.downstream import finetune_jdd
+
+        model, hist, labelled = finetune_jdd(images, noise_model, check_pattern(pattern), cfg, mcfg,
+                                             init=init_model, log_path=log, progress=progress)
+        extra = {"task": "jdd", "pattern": check_pattern(pattern), "skip": model.skip}
     save_checkpoint(out, model, mcfg, stage="finetune", init=str(init) if init else None,
                     init_stage=meta.get("stage"), noise=noise, training=cfg.model_dump(),
-                    labelled_images=labelled, final_loss=hist[-1]["loss"])
-    typer.echo(f"wrote {out} ({len(labelled)} labelled image(s), final loss {hist[-1]['loss']:.4g})")
+                    labelled_images=labelled, final_loss=hist[-1]["loss"], **extra)
+    typer.echo(f"wrote {out} ({task.value}, {len(labelled)} labelled image(s), final loss {hist[-1]['loss']:.4g})")
 
 
 @app.command()
 @_errors_to_exit
 def evaluate(
-    checkpoints: Annotated[list[Path], typer.Argument(help="One or more checkpoints to compare.")],
+    checkpoints: Annotated[list[Path], typer.Argument(help="One or more checkpoints of the same task to compare.")],
     data: Annotated[Path, typer.Option("--data", help="Folder of clean test images.")],
-    noise: NoiseOpt = "gaussian:25",
+    noise: Annotated[Optional[str], typer.Option(
+        "--noise", help="Noise spec, σ on 0-255 (gaussian:25, gaussian:5-50, poisson:30, poisson-gaussian). "
+                        "Default: gaussian:25 (denoise, sr), poisson-gaussian (jdd).")] = None,
     seed: Annotated[int, typer.Option(help="Noise seed of the protocol.")] = 0,
     channels: Annotated[Optional[int], typer.Option(help="Convert test images to 1 or 3 channels.")] = None,
     tile: Annotated[Optional[int], typer.Option(help="Tile size for large images (default: whole image).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write per-image scores as JSON.")] = None,
 ):
-    """Score checkpoints on clean test images with fixed-seed synthetic noise (PSNR/SSIM, uint8, peak 255)."""
+    """Score checkpoints on clean test images with fixed-seed synthetic degradations (docs/protocol.md).
+
+    Denoising: PSNR/SSIM (uint8, peak 255) beside the noisy input. SR: Y-channel PSNR/SSIM with a
+    border of `scale` px beside bicubic up-sampling. JDD: RGB PSNR/SSIM beside bilinear demosaicking.
+    """
     from .checkpoint import load_checkpoint
     from .data.datasets import load_image_set
     from .data.io import atomic_write_bytes
     from .data.noise import parse_noise_spec
     from .evaluation import evaluate as run_evaluate
     from .evaluation import model_denoiser
+    from .evaluation.tasks import task_from_metadata
     from .reporting import print_table
 
+    if channels is not None and channels not in (1, 3):
+        raise UsageError(f"--channels must be 1 or 3, got {channels}")
+    if tile is not None and tile < 1:
+        raise UsageError(f"--tile must be >= 1, got {tile}")
+    models = [(ck, *load_checkpoint(ck)) for ck in checkpoints]
+    tasks = {(task_from_metadata(m).describe()) for _, _, m in models}
+    if len(tasks) > 1:
+        raise UsageError(f"checkpoints of different tasks cannot be compared in one table: {sorted(tasks)}")
+    task = task_from_metadata(models[0][2])
+    noise = noise if noise is not None else ("poisson-gaussian" if task.name == "jdd" else "gaussian:25")
     noise_model = parse_noise_spec(noise)
     if not noise_model.synthetic:
         raise UsageError("evaluation needs clean images and a synthetic --noise, not 'real'")
-    test = load_image_set(data, channels=channels, min_size=11)
+    test = load_image_set(data, channels=channels, min_size=11 * task.scale,
+                          min_size_reason=f"{11 * task.scale} px (SSIM's 11×11 window"
+                                          f"{f' at scale {task.scale}' if task.scale > 1 else ''}); drop the file")
     denoisers = {}
-    for ck in checkpoints:
-        model, meta = load_checkpoint(ck)
-        if meta["model"]["in_channels"] != test.channels:
-            raise UsageError(f"{ck}: model takes {meta['model']['in_channels']} channel(s), test images have "
-                             f"{test.channels}; use --channels {meta['model']['in_channels']}")
+    for ck, model, meta in models:
+        want = meta["model"]["in_channels"]
+        if task.name == "jdd":
+            if test.channels != 3:
+                raise UsageError(f"{data}: JDD evaluation needs RGB test images, got {test.channels} channel(s)")
+        elif want != test.channels:
+            raise UsageError(f"{ck}: model takes {want} channel(s), test images have "
+                             f"{test.channels}; use --channels {want}")
         denoisers[ck.name if ck.name not in denoisers else str(ck)] = model_denoiser(model, tile)
-    results, _ = run_evaluate(denoisers, test, noise_model, seed)
-    rows = [{"method": "noisy input", "psnr": r.mean("psnr_noisy"), "ssim": r.mean("ssim_noisy")}
+    results, _ = run_evaluate(denoisers, test, noise_model, seed, task=task)
+    rows = [{"method": task.reference_name, "psnr": r.mean("psnr_noisy"), "ssim": r.mean("ssim_noisy")}
             for r in list(results.values())[:1]]
     rows += [{"method": k, "psnr": r.mean("psnr"), "ssim": r.mean("ssim")} for k, r in results.items()]
-    print_table(f"{data} — {noise_model.describe()}, seed {seed}, {len(test)} images", rows)
+    metric = " (Y channel)" if task.name == "sr" else ""
+    print_table(f"{data} — {task.describe()}{metric}, {noise_model.describe()}, seed {seed}, {len(test)} images", rows)
     if json_out is not None:
-        payload = {"data": str(data), "noise": noise, "seed": seed,
+        payload = {"data": str(data), "task": task.name, "scale": task.scale, "noise": noise, "seed": seed,
                    "results": {k: r.to_dict() for k, r in results.items()}}
         atomic_write_bytes(json_out, lambda tmp: tmp.write_text(json.dumps(payload, indent=2)))
         typer.echo(f"wrote {json_out}")
@@ -266,19 +372,30 @@ def evaluate(
 @app.command()
 @_errors_to_exit
 def denoise(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint of a denoising network.")],
-    inputs: Annotated[Path, typer.Argument(help="Noisy image file or folder of images.")],
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (denoising, SR or JDD).")],
+    inputs: Annotated[Path, typer.Argument(help="Noisy image file or folder of images (JDD: one-channel Bayer mosaics).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (created if needed).")],
     suffix: Annotated[str, typer.Option(help="Appended to each output file's stem.")] = "",
     tile: Annotated[Optional[int], typer.Option(help="Tile size for large images (default: whole image).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files (inputs are never replaced).")] = False,
 ):
-    """Restore image files. Output keeps each input's format, bit depth and channel count."""
+    """Restore image files with a checkpoint: denoise, super-resolve (SR) or demosaic + denoise (JDD).
+
+    Output keeps each input's format and bit depth; denoising keeps the channel count, SR
+    multiplies the size by the scale, JDD turns a one-channel mosaic into RGB.
+    """
     from .checkpoint import load_checkpoint
     from .data.io import image_paths, read_image, write_image
     from .evaluation.inference import predict
+    from .evaluation.tasks import task_from_metadata
 
+    if tile is not None and tile < 1:
+        raise UsageError(f"--tile must be >= 1, got {tile}")
     model, meta = load_checkpoint(checkpoint)
+    if meta.get("data") == "packed-bayer":
+        raise UsageError(f"{checkpoint}: an RCL pre-training on packed Bayer mosaics, not a restoration model; "
+                         "fine-tune it with `rcl finetune --task jdd`")
+    task = task_from_metadata(meta)
     paths = image_paths(inputs)
     want = meta["model"]["in_channels"]
     plan = []
@@ -292,11 +409,16 @@ def denoise(
     # Read and check every input before writing anything.
     for p, _ in plan:
         img, info = read_image(p)
-        if info.channels != want:
-            raise UsageError(f"{p}: has {info.channels} channel(s); the model {checkpoint.name} takes {want}")
+        try:
+            task.check_model_input(info.channels, want, str(p))
+        except ValueError as exc:
+            raise UsageError(f"{exc} ({checkpoint.name} is a {task.describe()} model)") from None
+        if tile is not None and task.name == "jdd" and tile % 2:
+            raise UsageError(f"--tile must be even for a JDD model (Bayer phase), got {tile}")
     for p, dest in plan:
         img, info = read_image(p)
-        out = predict(model, img, tile=tile)
+        overlap = min(16, max(0, (tile or 34) // 2 - 1))
+        out = predict(model, img, tile=tile, overlap=overlap - overlap % 2)
         write_image(dest, out, info.bit_depth)
         typer.echo(f"{p} -> {dest}")
 

@@ -65,7 +65,7 @@ class ImageSet:
 
 
 def load_image_set(path: str | os.PathLike, channels: int | None = None, min_size: int = 1,
-                   limit: int | None = None) -> ImageSet:
+                   limit: int | None = None, min_size_reason: str | None = None) -> ImageSet:
     """Load one image file or every image of a folder.
 
     Args:
@@ -73,6 +73,7 @@ def load_image_set(path: str | os.PathLike, channels: int | None = None, min_siz
         channels: convert every image to 1 (BT.601 luma) or 3 channels; None keeps them.
         min_size: every image must have H, W >= min_size (e.g. the crop size).
         limit: keep only the first ``limit`` files (sorted by name).
+        min_size_reason: what ``min_size`` is, for the error message (default: the crop size).
 
     Raises:
         FileNotFoundError / NotADirectoryError / ValueError: the path is missing or has no images.
@@ -85,8 +86,8 @@ def load_image_set(path: str | os.PathLike, channels: int | None = None, min_siz
     for p in paths:
         img, _ = read_image(p)
         if min(img.shape[1:]) < min_size:
-            raise ImageReadError(f"{p}: image is {img.shape[2]}×{img.shape[1]}, smaller than the "
-                                 f"crop size {min_size}; use a smaller --crop-size or drop the file")
+            reason = min_size_reason or f"the crop size {min_size}; use a smaller --crop-size or drop the file"
+            raise ImageReadError(f"{p}: image is {img.shape[2]}×{img.shape[1]}, smaller than {reason}")
         images.append(match_channels(img, channels, str(p)))
         names.append(Path(p).name)
     return ImageSet(images, names)

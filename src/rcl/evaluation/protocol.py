@@ -20,7 +20,6 @@ from torch import nn
 from ..data.datasets import ImageSet, add_noise_per_image
 from ..data.noise import SCALE, NoiseModel
 from .inference import predict
-from .metrics import psnr, ssim
 
 Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
 """(noisy (C, H, W), σ on [0, 1] or nan) → restored (C, H, W)."""
@@ -28,12 +27,17 @@ Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
 
 @dataclass
 class ImageScore:
+    """Scores of one image. ``psnr_noisy``/``ssim_noisy`` score the task's reference: the noisy
+    input (denoising), bicubic up-sampling of the noisy LR input (SR), bilinear demosaicking of
+    the noisy mosaic (JDD). For SR, PSNR/SSIM are on the Y channel; ``psnr_rgb`` on RGB (colour)."""
+
     name: str
     sigma: float  # on the 0–255 scale (nan for real noise)
     psnr_noisy: float
     ssim_noisy: float
     psnr: float
     ssim: float
+    psnr_rgb: float | None = None
 
 
 @dataclass
@@ -67,8 +71,8 @@ def make_noisy_test_set(clean: ImageSet, noise: NoiseModel, seed: int = 0) -> tu
 
 def evaluate(denoisers: dict[str, Denoiser], clean: ImageSet, noise: NoiseModel, seed: int = 0,
              noisy: ImageSet | None = None, sigmas: torch.Tensor | None = None,
-             keep_outputs: bool = False) -> tuple[dict[str, EvalResult], dict[str, list[torch.Tensor]]]:
-    """Score every denoiser on the same noisy test images.
+             keep_outputs: bool = False, task=None) -> tuple[dict[str, EvalResult], dict[str, list[torch.Tensor]]]:
+    """Score every denoiser (restorer) on the same degraded test images.
 
     Args:
         denoisers: name → denoiser.
@@ -77,6 +81,8 @@ def evaluate(denoisers: dict[str, Denoiser], clean: ImageSet, noise: NoiseModel,
         seed: noise seed.
         noisy, sigmas: precomputed noisy images (from :func:`make_noisy_test_set`), optional.
         keep_outputs: also return every restored image.
+        task: :class:`rcl.evaluation.tasks.DenoiseTask` (default), ``SRTask`` or ``JDDTask``; it
+            makes the inputs from the clean images, gives the reference row and the metrics.
 
     Returns:
         ``(results, outputs)``: name → :class:`EvalResult`; outputs name → list of (C, H, W).
@@ -86,18 +92,26 @@ def evaluate(denoisers: dict[str, Denoiser], clean: ImageSet, noise: NoiseModel,
     """
     if not noise.synthetic:
         raise ValueError("evaluation needs clean images and a synthetic noise model, not 'real' noise")
+    from .tasks import DenoiseTask
+
+    task = task if task is not None else DenoiseTask()
+    targets = clean
     if noisy is None:
-        noisy, sigmas = make_noisy_test_set(clean, noise, seed)
+        noisy, targets, sigmas = task.prepare(clean, noise, seed)
+    elif task.name != "denoise":
+        raise ValueError("precomputed noisy inputs are only supported for denoising")
     results = {name: EvalResult(name) for name in denoisers}
     outputs: dict[str, list[torch.Tensor]] = {name: [] for name in denoisers}
-    for i, (x, y) in enumerate(zip(clean.images, noisy.images)):
+    for i, (x, y) in enumerate(zip(targets.images, noisy.images)):
         sigma = float(sigmas[i]) if sigmas is not None else math.nan
-        pn, sn = psnr(y, x), ssim(y, x)
+        ref = task.score(task.reference(y), x)
         for name, fn in denoisers.items():
             out = fn(y, sigma)
             if out.shape != x.shape:
                 raise ValueError(f"{name}: output {tuple(out.shape)} differs from the target {tuple(x.shape)}")
-            results[name].scores.append(ImageScore(clean.names[i], sigma * SCALE, pn, sn, psnr(out, x), ssim(out, x)))
+            sc = task.score(out, x)
+            results[name].scores.append(ImageScore(targets.names[i], sigma * SCALE, ref["psnr"], ref["ssim"],
+                                                   sc["psnr"], sc["ssim"], sc.get("psnr_rgb")))
             if keep_outputs:
                 outputs[name].append(out)
     return results, outputs
