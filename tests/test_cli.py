@@ -137,7 +137,7 @@ def test_denoise_keeps_16_bit_and_never_overwrites(pretrained, tmp_path):
     assert (src / "a16.png").read_bytes() == before
     # into the input folder itself, without a suffix: refused, inputs untouched
     res = runner.invoke(app, ["denoise", str(ckpt), str(src), "--output", str(src)])
-    assert res.exit_code == 2 and "overwrite the input" in res.output
+    assert res.exit_code == 2 and "overwrite an input" in res.output
     assert (src / "a16.png").read_bytes() == before
     # existing outputs are not replaced without --overwrite
     res = runner.invoke(app, ["denoise", str(ckpt), str(src), "--output", str(tmp_path / "out")])
@@ -164,3 +164,57 @@ def test_finetune_real_noise_needs_pairs(tmp_path):
     data = _photo_crops(tmp_path / "d")
     res = runner.invoke(app, ["finetune", str(data), "--out", str(tmp_path / "x.safetensors"), "--noise", "real"])
     assert res.exit_code == 2 and "--noisy" in res.output
+
+
+def test_outputs_never_overwrite_inputs(pretrained, tmp_path):
+    root, data, ckpt = pretrained
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    ck_before = ckpt.read_bytes()
+    # --log pointing at an input image, or at the --init checkpoint
+    res = runner.invoke(app, ["pretrain", str(data), "-o", str(tmp_path / "m.safetensors"), "--log",
+                              str(data / "img0.png"), "--steps", "1", "--crop-size", "16", "--no-progress"])
+    assert res.exit_code == 2 and "input" in res.output
+    res = runner.invoke(app, ["finetune", str(data), "-o", str(tmp_path / "f.safetensors"), "--init", str(ckpt),
+                              "--log", str(ckpt), "--steps", "1", "--crop-size", "16", "--no-progress"])
+    assert res.exit_code == 2 and "input" in res.output
+    # --json onto a checkpoint or a test image
+    res = runner.invoke(app, ["evaluate", str(ckpt), "--data", str(data), "--json", str(ckpt)])
+    assert res.exit_code == 2
+    res = runner.invoke(app, ["evaluate", str(ckpt), "--data", str(data), "--json", str(data / "img1.png")])
+    assert res.exit_code == 2
+    # denoise: a suffix escaping the output folder, and outputs that are inputs of the same run
+    res = runner.invoke(app, ["denoise", str(ckpt), str(data / "img0.png"), "-o", str(tmp_path / "o"),
+                              "--suffix", "/../../x", "--overwrite"])
+    assert res.exit_code == 2 and "--suffix" in res.output
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before
+    assert ckpt.read_bytes() == ck_before
+
+
+def test_denoise_output_of_earlier_run_is_an_input(pretrained, tmp_path):
+    _, data, ckpt = pretrained
+    work = tmp_path / "w"
+    work.mkdir()
+    for p in data.iterdir():
+        (work / p.name).write_bytes(p.read_bytes())
+    assert runner.invoke(app, ["denoise", str(ckpt), str(work), "-o", str(work), "--suffix", "_dn"]).exit_code == 0
+    dn = (work / "img0_dn.png").read_bytes()
+    res = runner.invoke(app, ["denoise", str(ckpt), str(work), "-o", str(work), "--suffix", "_dn", "--overwrite"])
+    assert res.exit_code == 2 and "input" in res.output
+    assert (work / "img0_dn.png").read_bytes() == dn
+
+
+@pytest.mark.parametrize("spec", ["gaussian:inf", "gaussian:5-inf", "poisson:inf", "gaussian:nan", "gaussian:50-5",
+                                  "gaussian:-5"])
+def test_non_finite_or_inverted_noise_specs(tmp_path, spec):
+    data = _photo_crops(tmp_path / "d", n=2)
+    res = runner.invoke(app, ["pretrain", str(data), "-o", str(tmp_path / "x.safetensors"), "--noise", spec,
+                              "--steps", "1", "--crop-size", "16", "--no-progress"])
+    assert res.exit_code == 2 and "noise" in res.output.lower(), res.output
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_non_finite_options_rejected(tmp_path):
+    data = _photo_crops(tmp_path / "d", n=2)
+    res = runner.invoke(app, ["pretrain", str(data), "-o", str(tmp_path / "x.safetensors"), "--temperature", "inf",
+                              "--steps", "1", "--crop-size", "16", "--no-progress"])
+    assert res.exit_code == 2 and "--temperature" in res.output

@@ -26,8 +26,60 @@ The run folder is assembled as ``.<out>.partial`` and renamed to ``<out>`` when 
 written; an interrupted run leaves the ``.partial`` folder, and the next run resumes from it.
 A finished folder is reopened the same way (renamed to ``.partial`` while the rerun works).
 
-Outputs: ``report.md``, ``results.json``, ``psnr_vs_fraction.png``, ``samples.png``,
-``config.yaml``, ``benchmark.log`` and ``cache/``.
+Downstream tasks (optional ``tasks`` section; every key is optional)::
+
+    tasks:
+      denoise: true            # the denoising benchmark above (false: SR/JDD only; data.test may
+                               # then be empty, and bm3d/ablations must stay off)
+      sr:                      # super-resolution, noisy LR -> clean HR (rcl.evaluation.SRTask)
+        scales: [2, 4]
+        test: [{name: Set12, path: test/Set12, noises: ["gaussian:15"]}]   # channels = data.channels
+        train_noise: "gaussian:15"   # noise on the LR fine-tuning crops (default: train_noise)
+        methods: [rcl, simclr, n2v, none]   # default: methods
+        label_fractions: [0.01, 0.1, 1.0]   # default: label_fractions (of data.train)
+        seeds: [0, 1]                       # default: seeds
+        finetune: {crop_size: 96}           # FinetuneConfig fields over `finetune` (HR crop,
+                                            # a multiple of every scale)
+        max_test_images: null
+      jdd:                     # joint demosaicking + denoising, noisy Bayer mosaic -> clean RGB
+        train: train/LIVE1     # clean RGB images (default: data.train when data.channels is 3)
+        max_train_images: null
+        pattern: RGGB
+        noise: poisson-gaussian   # pre-training mosaics and fine-tuning (fresh per crop)
+        noise_seed: null          # seed of the one-time noisy mosaics (default: noise_seed)
+        test: [{name: Kodak24, path: test/Kodak24, noises: [poisson-gaussian]}]
+        methods / label_fractions / seeds: as for sr
+        model: {}                 # arch/width/depth over `model` (channels are always 4 -> 4)
+        pretrain: {}              # deep-merged over `pretrain` (e.g. {steps: 400})
+        finetune: {crop_size: 96} # over `finetune` (even crop size)
+        malvar: true              # Malvar-He-Cutler demosaic row
+        bm3d: {enabled: true, max_images: 4, profile: np}   # Malvar + CBM3D row (slow)
+        max_test_images: null
+
+* **SR**: the denoising pre-training cells of the same ``data.train``/channels/model (shared with
+  the denoising benchmark, same cache files) initialise the body of an
+  :class:`rcl.models.sr.SRNet` (zero-initialised sub-pixel tail, bicubic skip), fine-tuned per
+  scale × method × fraction × seed with :func:`rcl.training.downstream.finetune_sr`; ``none`` =
+  a fresh SRNet. Rows: bicubic up-sampling of the noisy LR input (the task's reference) and the
+  networks; PSNR/SSIM on the Y channel (BT.601) with a ``scale``-px border, RGB PSNR for colour.
+  HR test images are cropped at the bottom/right to a multiple of the scale.
+* **JDD**: the clean RGB training images are mosaicked (``pattern``), noised once
+  (``noise``, ``noise_seed``) and packed to (4, H/2, W/2); each method pre-trains a UNet(4, 4) on
+  them (rcl: :class:`rcl.training.methods.RCLPretraining`; simclr/n2v/…:
+  :func:`rcl.training.baselines.run_pretraining`; none: fresh weights), then
+  :func:`rcl.training.downstream.finetune_jdd` fine-tunes a :class:`rcl.models.sr.JDDNet`
+  (Malvar skip). Rows: bilinear demosaicking of the noisy mosaic (the task's reference), Malvar
+  demosaicking, Malvar + BM3D (CBM3D on the demosaicked RGB with the σ the protocol passes: the
+  noise model's per-image σ on [0, 1], averaged over the mosaic; on ``bm3d.max_images`` images)
+  and the networks.
+
+Their cells are hashed, cached and resumed exactly like the denoising cells (under
+``cache/sr/`` and ``cache/jdd/``); the report gets a section per task with tables and the
+figures ``sr_psnr_vs_fraction.png``, ``sr_samples_x<scale>.png``, ``jdd_psnr_vs_fraction.png``
+and ``jdd_samples.png``.
+
+Outputs: ``report.md``, ``results.json``, ``psnr_vs_fraction.png``, ``samples.png`` (denoising),
+the task figures, ``config.yaml``, ``benchmark.log`` and ``cache/``.
 """
 
 from __future__ import annotations
@@ -60,7 +112,7 @@ SELF_SUPERVISED_BASELINES = ("n2v", "n2s", "ne2ne")
 EVAL_SEED = 0  # the protocol's noise seed for test images
 CELL_FORMAT = 1  # part of every cell hash: bump to invalidate all caches after a format change
 MARKER = ".rcl-benchmark"
-PRESETS = ("smoke", "default", "colour")
+PRESETS = ("smoke", "default", "colour", "smoke-tasks", "sr-gray", "sr-colour", "jdd")
 
 BM3D_CHECK = {"test": "bsd68", "noise": "gaussian:25", "published": 28.57, "tolerance": 0.3}
 
@@ -135,6 +187,37 @@ def _check_noise(spec: str, what: str = "noise") -> str:
     return spec.strip().lower()
 
 
+def _check_methods(v: list[str]) -> list[str]:
+    if not v:
+        raise ValueError(f"list at least one method; choose from {', '.join(METHODS)}")
+    for m in v:
+        if m not in METHODS:
+            raise ValueError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+    if len(set(v)) != len(v):
+        raise ValueError(f"methods repeat: {v}")
+    return v
+
+
+def _check_fractions(v: list[float]) -> list[float]:
+    if not v:
+        raise ValueError("list at least one label fraction, e.g. [0.01, 0.05, 0.1, 1.0]")
+    for f in v:
+        if not (isinstance(f, (int, float)) and 0 < f <= 1):
+            raise ValueError(f"label fraction {f:g} is not in (0, 1]: a fraction is the share of training "
+                             "images that have clean labels (at least one image is always used)")
+    if len(set(v)) != len(v):
+        raise ValueError(f"label fractions repeat: {v}")
+    return sorted(float(f) for f in v)
+
+
+def _check_seeds(v: list[int]) -> list[int]:
+    if not v:
+        raise ValueError("list at least one seed")
+    if len(set(v)) != len(v):
+        raise ValueError(f"seeds repeat: {v}")
+    return v
+
+
 def _check_exists(p: Path, what: str) -> Path:
     if not Path(p).exists():
         hint = "" if Path(p).is_absolute() else " (relative to the current folder; pass a data root)"
@@ -188,13 +271,13 @@ class DataConfig(_Strict):
             fine-tuning); relative paths resolve against ``data_root``.
         channels: 1 (grayscale, BT.601 luma) or 3 (RGB); images are converted on loading.
         max_train_images: use only the first N training images (sorted by name).
-        test: the test sets.
+        test: the denoising test sets (may be empty only with ``tasks.denoise: false``).
     """
 
     train: Path
     channels: Literal[1, 3] = 1
     max_train_images: int | None = Field(None, ge=2)
-    test: list[TestSetConfig] = Field(min_length=1)
+    test: list[TestSetConfig] = Field(default_factory=list)
 
     @field_validator("train")
     @classmethod
@@ -288,6 +371,168 @@ class PretrainSection(_Strict):
                                        **getattr(self, method)}, method)
 
 
+def _sr_min_size(scale: int) -> int:
+    """Smallest HR side that keeps 11 px (SSIM's window) after cropping to a multiple of ``scale``
+    and the ``scale``-px border of the SR metrics."""
+    return 11 + 3 * scale - 1
+
+
+def _unique_tests(tests: list[TestSetConfig]) -> None:
+    names = [t.name.lower() for t in tests]
+    if len(set(names)) != len(names):
+        raise ValueError(f"test set names repeat: {[t.name for t in tests]}")
+
+
+def _no_cell_fields(d: dict, what: str) -> dict:
+    for f in ("label_fraction", "seed"):
+        if f in d:
+            other = "label_fractions" if f == "label_fraction" else "seeds"
+            raise ValueError(f"{f} is set per cell; list the values in {what}'s {other!r} instead")
+    return d
+
+
+class _TaskSection(_Strict):
+    """Fields shared by the SR and JDD sections (None = the top-level value)."""
+
+    test: list[TestSetConfig] = Field(min_length=1)
+    methods: list[str] | None = None
+    label_fractions: list[float] | None = None
+    seeds: list[int] | None = None
+    finetune: dict[str, Any] = Field(default_factory=dict)
+    max_test_images: int | None = Field(None, ge=1)
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, v):
+        return None if v is None else _check_methods(v)
+
+    @field_validator("label_fractions")
+    @classmethod
+    def _fractions(cls, v):
+        return None if v is None else _check_fractions(v)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v):
+        return None if v is None else _check_seeds(v)
+
+    @field_validator("finetune")
+    @classmethod
+    def _finetune(cls, v):
+        return _no_cell_fields(v, "this task section")
+
+    @model_validator(mode="after")
+    def _unique(self):
+        _unique_tests(self.test)
+        return self
+
+
+class SRSection(_TaskSection):
+    """Super-resolution on top of the denoising pre-training (``tasks.sr``; see the module docstring).
+
+    Attributes:
+        scales: integer SR factors (2, 3, 4 or 8).
+        test: clean HR test sets (channels = ``data.channels``), each evaluated under its noises
+            (added to the bicubic-downscaled LR image).
+        train_noise: noise on the LR fine-tuning crops (None: the top-level ``train_noise``).
+        methods, label_fractions, seeds: None = the top-level lists.
+        finetune: :class:`FinetuneConfig` fields over the top-level ``finetune`` (crop_size is the
+            HR crop; it must be a multiple of every scale).
+        max_test_images: at most N images per test set (a test set's max_images overrides it).
+    """
+
+    scales: list[int] = Field(default_factory=lambda: [2, 4])
+    train_noise: str | None = None
+
+    @field_validator("scales")
+    @classmethod
+    def _scales(cls, v):
+        if not v:
+            raise ValueError("list at least one SR scale, e.g. [2, 4]")
+        for x in v:
+            if x not in (2, 3, 4, 8):
+                raise ValueError(f"SR scale {x} is not supported; use 2, 3, 4 or 8")
+        if len(set(v)) != len(v):
+            raise ValueError(f"scales repeat: {v}")
+        return sorted(v)
+
+    @field_validator("train_noise")
+    @classmethod
+    def _noise(cls, v):
+        return None if v is None else _check_noise(v, "train_noise")
+
+
+class JDDBM3DConfig(_Strict):
+    """The Malvar + BM3D (CBM3D, σ known) row of JDD: slow (≈ 20-25 s per 768×512 image on 2 cores)."""
+
+    enabled: bool = False
+    max_images: int | None = Field(None, ge=1)
+    profile: Literal["np", "refilter", "vn", "high", "deb"] = "np"
+
+
+class JDDSection(_TaskSection):
+    """Joint demosaicking + denoising with its own pre-training on packed noisy mosaics (``tasks.jdd``).
+
+    Attributes:
+        train: clean RGB training images (None: ``data.train``, which must then be RGB).
+        max_train_images: first N training images (None: ``data.max_train_images`` when ``train``
+            is None).
+        pattern: Bayer pattern (RGGB, BGGR, GRBG, GBRG).
+        noise: noise on the mosaics, for pre-training (once) and fine-tuning (fresh per crop).
+        noise_seed: seed of the one-time noisy pre-training mosaics (None: top-level ``noise_seed``).
+        test: clean RGB test sets, each evaluated under its noises (on the mosaic).
+        model: :class:`ModelConfig` fields (arch/width/depth) over the top-level ``model``; the
+            body always has 4 → 4 channels (packed mosaic).
+        pretrain: deep-merged over the top-level ``pretrain`` section.
+        finetune: :class:`FinetuneConfig` fields over the top-level ``finetune`` (even crop size).
+        malvar: add the Malvar-He-Cutler demosaicking row.
+        bm3d: the Malvar + BM3D row.
+    """
+
+    train: Path | None = None
+    max_train_images: int | None = Field(None, ge=2)
+    pattern: str = "RGGB"
+    noise: str = "poisson-gaussian"
+    noise_seed: int | None = None
+    model: dict[str, Any] = Field(default_factory=dict)
+    pretrain: dict[str, Any] = Field(default_factory=dict)
+    malvar: bool = True
+    bm3d: JDDBM3DConfig = Field(default_factory=JDDBM3DConfig)
+
+    @field_validator("train")
+    @classmethod
+    def _train(cls, v):
+        return None if v is None else _check_exists(v, "training images")
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, v):
+        from .data.degradations import check_pattern
+
+        return check_pattern(v)
+
+    @field_validator("noise")
+    @classmethod
+    def _noise(cls, v):
+        return _check_noise(v, "noise")
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v):
+        bad = sorted(set(v) & {"in_channels", "out_channels"})
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: the JDD body always takes and returns the packed mosaic (4 channels)")
+        return v
+
+
+class TasksSection(_Strict):
+    """Which tasks run: the denoising benchmark (default on) and the optional SR and JDD sections."""
+
+    denoise: bool = True
+    sr: SRSection | None = None
+    jdd: JDDSection | None = None
+
+
 class BenchmarkConfig(_Strict):
     """Everything `rcl benchmark` runs (see the module docstring and ``rcl/presets/*.yaml``).
 
@@ -311,7 +556,9 @@ class BenchmarkConfig(_Strict):
         ablation_eval: test sets/noises the ablations are evaluated on (default: all).
         max_test_images: at most N images per test set (a test set's max_images overrides it).
         competitive_db: tolerance (dB) of claim 2 ("competitive with full supervision").
-        tile: tiled inference window for large images (None = whole image).
+        tile: tiled inference window for large images (None = whole image; even for JDD).
+        tasks: which tasks run: ``denoise`` (default true) and the optional ``sr`` and ``jdd``
+            sections (:class:`SRSection`, :class:`JDDSection`; format in the module docstring).
     """
 
     name: str = "benchmark"
@@ -332,6 +579,7 @@ class BenchmarkConfig(_Strict):
     max_test_images: int | None = Field(None, ge=1)
     competitive_db: float = Field(0.5, ge=0)
     tile: int | None = Field(None, ge=64)
+    tasks: TasksSection = Field(default_factory=TasksSection)
 
     @model_validator(mode="before")
     @classmethod
@@ -341,14 +589,23 @@ class BenchmarkConfig(_Strict):
         raw = copy.deepcopy(raw)
         data = raw.get("data")
         root = raw.get("data_root")
-        if root is not None and isinstance(data, dict):
+        if root is not None:
             root = Path(root).expanduser()
-            if isinstance(data.get("train"), (str, Path)) and not Path(data["train"]).expanduser().is_absolute():
-                data["train"] = str(root / data["train"])
-            for t in data.get("test") or []:
-                if isinstance(t, dict) and isinstance(t.get("path"), (str, Path)) \
-                        and not Path(t["path"]).expanduser().is_absolute():
-                    t["path"] = str(root / t["path"])
+
+            def fix(d: dict, key: str) -> None:
+                if isinstance(d.get(key), (str, Path)) and not Path(d[key]).expanduser().is_absolute():
+                    d[key] = str(root / d[key])
+
+            sections = [data] if isinstance(data, dict) else []
+            tasks = raw.get("tasks")
+            if isinstance(tasks, dict):
+                sections += [tasks[k] for k in ("sr", "jdd") if isinstance(tasks.get(k), dict)]
+            for sec in sections:
+                fix(sec, "train")
+                tests = sec.get("test")
+                for t in tests if isinstance(tests, list) else []:
+                    if isinstance(t, dict):
+                        fix(t, "path")
         if isinstance(data, dict):
             ch = data.get("channels", 1)
             model = raw.get("model")
@@ -367,14 +624,7 @@ class BenchmarkConfig(_Strict):
     @field_validator("methods")
     @classmethod
     def _methods(cls, v):
-        if not v:
-            raise ValueError(f"list at least one method; choose from {', '.join(METHODS)}")
-        for m in v:
-            if m not in METHODS:
-                raise ValueError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
-        if len(set(v)) != len(v):
-            raise ValueError(f"methods repeat: {v}")
-        return v
+        return _check_methods(v)
 
     @field_validator("train_noise")
     @classmethod
@@ -384,24 +634,12 @@ class BenchmarkConfig(_Strict):
     @field_validator("label_fractions")
     @classmethod
     def _fractions(cls, v):
-        if not v:
-            raise ValueError("list at least one label fraction, e.g. [0.01, 0.05, 0.1, 1.0]")
-        for f in v:
-            if not (isinstance(f, (int, float)) and 0 < f <= 1):
-                raise ValueError(f"label fraction {f:g} is not in (0, 1]: a fraction is the share of training "
-                                 "images that have clean labels (at least one image is always used)")
-        if len(set(v)) != len(v):
-            raise ValueError(f"label fractions repeat: {v}")
-        return sorted(float(f) for f in v)
+        return _check_fractions(v)
 
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, v):
-        if not v:
-            raise ValueError("list at least one seed")
-        if len(set(v)) != len(v):
-            raise ValueError(f"seeds repeat: {v}")
-        return v
+        return _check_seeds(v)
 
     @field_validator("finetune")
     @classmethod
@@ -439,7 +677,109 @@ class BenchmarkConfig(_Strict):
             raise ValueError(f"ablation names repeat: {[a.name for a in self.ablations]}")
         for i, a in enumerate(self.ablations):
             self.pretrain.rcl_config(a.rcl, where=f"ablations[{i}] ({a.name}).rcl")
+        self._check_tasks()
         return self
+
+    def _check_tasks(self) -> None:
+        tk = self.tasks
+        if not (tk.denoise or tk.sr or tk.jdd):
+            raise ValueError("tasks: nothing to run; keep tasks.denoise: true or add a tasks.sr / tasks.jdd section")
+        if tk.denoise and not self.data.test:
+            raise ValueError("data.test: list at least one test set (or set tasks.denoise: false for an SR/JDD-only "
+                             "benchmark)")
+        if not tk.denoise:
+            if self.bm3d.enabled:
+                raise ValueError("bm3d: the BM3D rows belong to the denoising benchmark, which tasks.denoise: false "
+                                 "turns off; set bm3d.enabled: false (JDD has its own tasks.jdd.bm3d)")
+            if self.ablations:
+                raise ValueError("ablations: the ablations are evaluated on the denoising test sets, which "
+                                 "tasks.denoise: false turns off; remove them")
+        if (tk.sr or tk.jdd) and self.model.arch != "unet":
+            raise ValueError(f"model: SR and JDD networks build on a U-Net body; got arch {self.model.arch!r}")
+        if tk.sr is not None:
+            sr = tk.sr
+            ch = self.data.channels
+            fcfg = self.task_finetune(sr, "tasks.sr.finetune")
+            for sc in sr.scales:
+                if fcfg.crop_size % sc:
+                    raise ValueError(f"tasks.sr.finetune: crop_size {fcfg.crop_size} (the HR crop) must be a "
+                                     f"multiple of every scale; {sc} does not divide it")
+            for t in sr.test:
+                if t.channels is None:
+                    t.channels = ch
+                elif t.channels != ch:
+                    raise ValueError(f"tasks.sr.test {t.name}: channels {t.channels} differ from data.channels {ch} "
+                                     "(SR fine-tunes the denoising pre-training of data.train)")
+                need = _sr_min_size(max(sr.scales))
+                if t.crop is not None and t.crop < need:
+                    raise ValueError(f"tasks.sr.test {t.name}: crop {t.crop} is too small; SSIM needs 11 px left "
+                                     f"after the {max(sr.scales)}-px border at scale {max(sr.scales)}: use crop >= {need}")
+        if tk.jdd is not None:
+            jdd = tk.jdd
+            if jdd.train is None and self.data.channels != 3:
+                raise ValueError("tasks.jdd.train: JDD needs clean RGB training images; give tasks.jdd.train "
+                                 "(data.train is read as grayscale, data.channels is 1)")
+            fcfg = self.task_finetune(jdd, "tasks.jdd.finetune")
+            if fcfg.crop_size % 2:
+                raise ValueError(f"tasks.jdd.finetune: crop_size {fcfg.crop_size} must be even (whole 2×2 Bayer tiles)")
+            if self.tile is not None and self.tile % 2:
+                raise ValueError(f"tile {self.tile} must be even with tasks.jdd (tiles keep the Bayer phase)")
+            self.jdd_model()
+            self.jdd_pretrain()
+            for t in jdd.test:
+                if t.channels is None:
+                    t.channels = 3
+                elif t.channels != 3:
+                    raise ValueError(f"tasks.jdd.test {t.name}: JDD tests on RGB images (channels 3), got {t.channels}")
+                if t.crop is not None and t.crop < 12:
+                    raise ValueError(f"tasks.jdd.test {t.name}: crop {t.crop} is too small (SSIM needs 11 px)")
+
+    # -- task helpers ------------------------------------------------------------------------
+
+    def task_methods(self, sec: _TaskSection) -> list[str]:
+        return sec.methods if sec.methods is not None else self.methods
+
+    def task_fractions(self, sec: _TaskSection) -> list[float]:
+        return sec.label_fractions if sec.label_fractions is not None else self.label_fractions
+
+    def task_seeds(self, sec: _TaskSection) -> list[int]:
+        return sec.seeds if sec.seeds is not None else self.seeds
+
+    def task_finetune(self, sec: _TaskSection, where: str = "finetune") -> FinetuneConfig:
+        """The task's fine-tuning config (label_fraction and seed are set per cell)."""
+        base = self.finetune.model_dump(exclude={"label_fraction", "seed"})
+        return _build(FinetuneConfig, {**base, **sec.finetune}, where)
+
+    @property
+    def sr_noise(self) -> str:
+        sr = self.tasks.sr
+        return sr.train_noise if sr is not None and sr.train_noise is not None else self.train_noise
+
+    def jdd_model(self) -> ModelConfig:
+        """The JDD body: the top-level architecture with ``tasks.jdd.model`` over it, 4 → 4 channels."""
+        d = {**self.model.model_dump(), **self.tasks.jdd.model, "in_channels": 4, "out_channels": 4}
+        m = _build(ModelConfig, d, "tasks.jdd.model")
+        if m.arch != "unet":
+            raise ValueError(f"tasks.jdd.model: the JDD body must be a U-Net, got arch {m.arch!r}")
+        return m
+
+    def jdd_pretrain(self) -> PretrainSection:
+        """The top-level ``pretrain`` section with ``tasks.jdd.pretrain`` deep-merged over it."""
+        merged = _deep_merge(self.pretrain.model_dump(), self.tasks.jdd.pretrain)
+        return _build(PretrainSection, merged, "tasks.jdd.pretrain")
+
+    @property
+    def jdd_train(self) -> tuple[Path, int | None]:
+        """(training images, max_train_images) of JDD."""
+        j = self.tasks.jdd
+        if j.train is not None:
+            return j.train, j.max_train_images
+        return self.data.train, j.max_train_images if j.max_train_images is not None else self.data.max_train_images
+
+    @property
+    def jdd_noise_seed(self) -> int:
+        j = self.tasks.jdd
+        return j.noise_seed if j.noise_seed is not None else self.noise_seed
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -474,13 +814,13 @@ def _deep_merge(base: dict, over: dict) -> dict:
 
 
 def preset_path(name: str):
-    """The packaged preset ``name`` (smoke, default, colour) as an importlib resource."""
+    """The packaged preset ``name`` (one of :data:`PRESETS`) as an importlib resource."""
     return resources.files("rcl").joinpath("presets", f"{name}.yaml")
 
 
 def load_config(path_or_preset: str, data_root: Path | None = None, overrides: dict | None = None
                 ) -> BenchmarkConfig:
-    """Read a benchmark config from a YAML file or a packaged preset name (smoke, default, colour).
+    """Read a benchmark config from a YAML file or a packaged preset name (:data:`PRESETS`).
 
     Relative data paths resolve against ``data_root`` if given, else against the YAML's own
     ``data_root:`` entry (relative to the YAML's folder), else against the current folder.
@@ -552,6 +892,7 @@ class ModelCell:
     train: Callable[[], Any] | None = None
     meta: dict = field(default_factory=dict)
     evals: list["EvalCell"] = field(default_factory=list)
+    model_cfg: ModelConfig | None = None  # architecture in the checkpoint (None: the config's model)
 
 
 @dataclass
@@ -564,9 +905,12 @@ class EvalCell:
     row: tuple  # ("direct", m) | ("ft", m, frac, seed) | ("bm3d",) | ("abl-direct", name) | ("abl-ft", name)
     test: str
     noise: str
-    predictor: str  # plain | n2s | bm3d
+    predictor: str  # plain | n2s | bm3d; tasks: plain | bicubic | bilinear | malvar | malvar+bm3d
     model: ModelCell | None = None
     max_images: int | None = None
+    task: str = "denoise"  # denoise | sr | jdd
+    scale: int = 1  # SR scale (1 otherwise)
+    test_cfg: TestSetConfig | None = None  # the task's test set (SR/JDD)
 
 
 def _noise_label(spec: str) -> str:
@@ -634,6 +978,8 @@ class _Runner:
         self._train: tuple | None = None
         self._tests: dict[tuple, Any] = {}
         self._noisy: dict[tuple, Any] = {}
+        self._jdd: tuple | None = None
+        self._task_tests: dict[tuple, Any] = {}
 
         d = cfg.data
         files = image_paths(d.train)
@@ -644,6 +990,14 @@ class _Runner:
         self.train_id = {"images": [(p.name, p.stat().st_size) for p in files], "channels": d.channels}
         self.test_ids: dict[tuple, dict] = {}
         self.model_dump = cfg.model.model_dump()
+        self.jdd_n_train, self.jdd_train_id = 0, None
+        if cfg.tasks.jdd is not None:
+            jpath, jmax = cfg.jdd_train
+            jfiles = image_paths(jpath)
+            if jmax:
+                jfiles = jfiles[:jmax]
+            self.jdd_n_train = len(jfiles)
+            self.jdd_train_id = {"images": [(p.name, p.stat().st_size) for p in jfiles], "channels": 3}
         self._plan()
 
     # -- data --------------------------------------------------------------------------------
@@ -708,6 +1062,59 @@ class _Runner:
             self._noisy[key] = (clean,) + make_noisy_test_set(clean, parse_noise_spec(noise), EVAL_SEED)
         return self._noisy[key]
 
+    def jdd_sets(self):
+        """(clean RGB training images cropped to even sides, packed noisy mosaics), loaded once."""
+        if self._jdd is None:
+            from .data.datasets import ImageSet, load_image_set
+            from .data.degradations import crop_to_multiple
+            from .data.noise import parse_noise_spec
+            from .training.downstream import packed_noisy_mosaics
+
+            cfg, j = self.cfg, self.cfg.tasks.jdd
+            path, limit = cfg.jdd_train
+            clean = load_image_set(path, channels=3, limit=limit)
+            clean = ImageSet([crop_to_multiple(im, 2)[0] for im in clean.images], list(clean.names))
+            noise = parse_noise_spec(j.noise)
+            packed = packed_noisy_mosaics(clean, j.pattern, noise, cfg.jdd_noise_seed)
+            self._jdd = (clean, packed, noise)
+        return self._jdd
+
+    def _task_limit(self, t: TestSetConfig, sec: _TaskSection, extra: int | None = None) -> int | None:
+        lim = t.max_images if t.max_images is not None else (
+            sec.max_test_images if sec.max_test_images is not None else self.cfg.max_test_images)
+        if extra is not None:
+            lim = extra if lim is None else min(lim, extra)
+        return lim
+
+    def task_test_id(self, t: TestSetConfig, limit: int | None, multiple: int) -> dict:
+        from .data.io import image_paths
+
+        files = image_paths(t.path)
+        if limit is not None:
+            files = files[:limit]
+        return {"images": [(p.name, p.stat().st_size) for p in files], "channels": t.channels, "crop": t.crop,
+                "multiple": multiple}
+
+    def task_test(self, t: TestSetConfig, limit: int | None, multiple: int, min_size: int, why: str):
+        """Clean test images of a task: centre crop (``crop``), then a bottom/right crop to a
+        multiple of ``multiple`` (the SR scale, or 2 for Bayer tiles), silently (noted in the report)."""
+        key = (str(t.path), t.channels, t.crop, limit, multiple)
+        if key not in self._task_tests:
+            from .data.datasets import ImageSet, load_image_set
+            from .data.degradations import crop_to_multiple
+
+            s = load_image_set(t.path, channels=t.channels, limit=limit, min_size=min_size, min_size_reason=why)
+            imgs = []
+            for im in s.images:
+                if t.crop is not None:
+                    _, h, w = im.shape
+                    ch, cw = min(h, t.crop), min(w, t.crop)
+                    top, left = (h - ch) // 2, (w - cw) // 2
+                    im = im[:, top:top + ch, left:left + cw]
+                imgs.append(crop_to_multiple(im, multiple)[0].contiguous())
+            self._task_tests[key] = ImageSet(imgs, s.names)
+        return self._task_tests[key]
+
     # -- plan --------------------------------------------------------------------------------
 
     def _pretrain_cfg(self, method: str, overrides: dict | None = None) -> dict:
@@ -750,21 +1157,26 @@ class _Runner:
 
     def _plan(self):
         cfg = self.cfg
-        pairs = cfg.expand(None)
+        den = cfg.tasks.denoise
+        pairs = cfg.expand(None) if den else []
         self.model_cells: list[ModelCell] = []
         self.pretrained: dict[str, ModelCell] = {}
-        for m in cfg.methods:
+        # one pre-training cell per method, shared by denoising and SR (same cache file and hash)
+        wanted = list(cfg.methods) if den else []
+        if cfg.tasks.sr is not None:
+            wanted += [m for m in cfg.task_methods(cfg.tasks.sr) if m not in wanted]
+        for m in wanted:
             if m == "none":
                 continue
             cell = self._pretrain_cell(f"pretrain {m}", self.cache / "pretrain" / f"{m}.safetensors", m,
                                        self._pretrain_cfg(m))
-            if m in DIRECT_METHODS:
+            if den and m in cfg.methods and m in DIRECT_METHODS:
                 pred = "n2s" if m == "n2s" else "plain"
                 cell.evals = [self._eval_cell(f"eval {m} (0 labels)", f"direct/{m}", ("direct", m), t, n, pred, cell)
                               for t, n in pairs]
             self.pretrained[m] = cell
             self.model_cells.append(cell)
-        for m in cfg.methods:
+        for m in cfg.methods if den else []:
             for f in cfg.label_fractions:
                 for s in cfg.seeds:
                     tag = f"f{_frac_tag(f)}_s{s}"
@@ -774,9 +1186,9 @@ class _Runner:
                     cell.evals = [self._eval_cell(f"eval {m} f={f:g} seed={s}", f"finetune/{m}/{tag}",
                                                   ("ft", m, f, s), t, n, "plain", cell) for t, n in pairs]
                     self.model_cells.append(cell)
-        abl_pairs = cfg.expand(cfg.ablation_eval)
+        abl_pairs = cfg.expand(cfg.ablation_eval) if den else []
         fa, s0 = cfg.abl_fraction, cfg.seeds[0]
-        for a in cfg.ablations:
+        for a in cfg.ablations if den else []:
             slug = _slug(a.name)
             pre = self._pretrain_cell(f"ablation {a.name} pretrain", self.cache / "ablation" / slug /
                                       "pretrain.safetensors", "rcl", self._pretrain_cfg("rcl", a.rcl))
@@ -790,11 +1202,121 @@ class _Runner:
             ft.evals = [self._eval_cell(f"eval ablation {a.name} f={fa:g} seed={s0}", f"ablation/{slug}/finetune",
                                         ("abl-ft", a.name), t, n, "plain", ft) for t, n in abl_pairs]
             self.model_cells += [pre, ft]
+        self.task_ref_cells: list[EvalCell] = []  # classical rows of SR/JDD (no network)
+        if cfg.tasks.sr is not None:
+            self._plan_sr()
+        if cfg.tasks.jdd is not None:
+            self._plan_jdd()
         self.bm3d_cells: list[EvalCell] = []
-        if cfg.bm3d.enabled:
+        if den and cfg.bm3d.enabled:
             for t, n in cfg.expand(cfg.bm3d.where):
                 self.bm3d_cells.append(self._eval_cell("eval BM3D (σ known)", "bm3d", ("bm3d",), t, n, "bm3d", None,
                                                        cfg.bm3d.max_images))
+
+    # -- plan: downstream tasks --------------------------------------------------------------
+
+    def _task_eval_cell(self, task: str, key: str, rel: str, row: tuple, t: TestSetConfig, noise: str,
+                        predictor: str, model: ModelCell | None, scale: int = 1,
+                        max_images: int | None = None) -> EvalCell:
+        sec = self.cfg.tasks.sr if task == "sr" else self.cfg.tasks.jdd
+        limit = self._task_limit(t, sec, max_images)
+        multiple = scale if task == "sr" else 2
+        if model is not None:
+            src: Any = model.hash
+        elif predictor == "malvar+bm3d":
+            src = {"classical": predictor, "bm3d_profile": sec.bm3d.profile}
+        else:
+            src = {"classical": predictor}
+        h = config_hash({"kind": "eval", "task": task, "scale": scale,
+                         "pattern": sec.pattern if task == "jdd" else None, "model": src, "predictor": predictor,
+                         "test": self.task_test_id(t, limit, multiple), "noise": noise, "seed": EVAL_SEED,
+                         "tile": self.cfg.tile if predictor == "plain" else None})
+        path = self.cache / task / "eval" / rel / _slug(t.name) / f"{_slug(noise)}.json"
+        return EvalCell(f"{key} | {t.name} {noise}", path, h, row, t.name, noise, predictor, model, limit,
+                        task=task, scale=scale, test_cfg=t)
+
+    def _plan_sr(self):
+        cfg, sr = self.cfg, self.cfg.tasks.sr
+        noise = cfg.sr_noise
+        base = cfg.task_finetune(sr)
+        tests = [(t, n) for t in sr.test for n in t.noises]
+        for sc in sr.scales:
+            for m in cfg.task_methods(sr):
+                init = self.pretrained.get(m)
+                for f in cfg.task_fractions(sr):
+                    for seed in cfg.task_seeds(sr):
+                        fcfg = base.model_copy(update={"label_fraction": f, "seed": seed})
+                        h = config_hash({"kind": "finetune", "task": "sr", "scale": sc,
+                                         "init": init.hash if init else None, "model": self.model_dump,
+                                         "train": self.train_id, "noise": noise, "cfg": fcfg.model_dump()})
+                        tag = f"f{_frac_tag(f)}_s{seed}"
+                        key = f"sr x{sc} finetune {m} f={f:g} seed={seed}"
+                        cell = ModelCell(key, self.cache / "sr" / f"x{sc}" / "finetune" / m / f"{tag}.safetensors", h,
+                                         "finetune", m, model_cfg=cfg.model,
+                                         meta={"training": fcfg.model_dump(), "fraction": f, "seed": seed,
+                                               "task": "sr", "scale": sc, "skip": True})
+                        cell.train = self._trainer(self._run_finetune_sr, cell, init, fcfg, sc)
+                        cell.evals = [self._task_eval_cell("sr", f"eval sr x{sc} {m} f={f:g} seed={seed}",
+                                                           f"x{sc}/finetune/{m}/{tag}", ("ft", m, f, seed), t, n,
+                                                           "plain", cell, sc) for t, n in tests]
+                        self.model_cells.append(cell)
+            for t, n in tests:
+                self.task_ref_cells.append(self._task_eval_cell("sr", f"eval sr x{sc} bicubic", f"x{sc}/bicubic",
+                                                                ("ref",), t, n, "bicubic", None, sc))
+
+    def _plan_jdd(self):
+        cfg, j = self.cfg, self.cfg.tasks.jdd
+        jmodel = cfg.jdd_model()
+        jdump = jmodel.model_dump()
+        psec = cfg.jdd_pretrain()
+        base = cfg.task_finetune(j)
+        tests = [(t, n) for t in j.test for n in t.noises]
+        self.jdd_pretrained: dict[str, ModelCell] = {}
+        for m in cfg.task_methods(j):
+            if m == "none":
+                continue
+            pcfg = (psec.rcl_config() if m == "rcl" else psec.baseline_config(m)).model_dump()
+            h = config_hash({"kind": "pretrain", "task": "jdd", "method": m, "model": jdump, "train": self.jdd_train_id,
+                             "pattern": j.pattern, "noise": j.noise, "noise_seed": cfg.jdd_noise_seed, "cfg": pcfg})
+            cell = ModelCell(f"jdd pretrain {m}", self.cache / "jdd" / "pretrain" / f"{m}.safetensors", h, "pretrain",
+                             m, model_cfg=jmodel,
+                             meta={"training": pcfg, "data": "packed-bayer", "pattern": j.pattern})
+            cell.train = self._trainer(self._run_pretrain_jdd, cell, m, pcfg)
+            self.jdd_pretrained[m] = cell
+            self.model_cells.append(cell)
+        for m in cfg.task_methods(j):
+            init = self.jdd_pretrained.get(m)
+            for f in cfg.task_fractions(j):
+                for seed in cfg.task_seeds(j):
+                    fcfg = base.model_copy(update={"label_fraction": f, "seed": seed})
+                    h = config_hash({"kind": "finetune", "task": "jdd", "pattern": j.pattern, "skip": "malvar",
+                                     "init": init.hash if init else None, "model": jdump, "train": self.jdd_train_id,
+                                     "noise": j.noise, "cfg": fcfg.model_dump()})
+                    tag = f"f{_frac_tag(f)}_s{seed}"
+                    cell = ModelCell(f"jdd finetune {m} f={f:g} seed={seed}",
+                                     self.cache / "jdd" / "finetune" / m / f"{tag}.safetensors", h, "finetune", m,
+                                     model_cfg=jmodel, meta={"training": fcfg.model_dump(), "fraction": f, "seed": seed,
+                                                             "task": "jdd", "pattern": j.pattern})
+                    cell.train = self._trainer(self._run_finetune_jdd, cell, init, fcfg)
+                    cell.evals = [self._task_eval_cell("jdd", f"eval jdd {m} f={f:g} seed={seed}",
+                                                       f"finetune/{m}/{tag}", ("ft", m, f, seed), t, n, "plain", cell)
+                                  for t, n in tests]
+                    self.model_cells.append(cell)
+        for t, n in tests:
+            self.task_ref_cells.append(self._task_eval_cell("jdd", "eval jdd bilinear", "bilinear", ("ref",), t, n,
+                                                            "bilinear", None))
+            if j.malvar:
+                self.task_ref_cells.append(self._task_eval_cell("jdd", "eval jdd malvar", "malvar",
+                                                                ("classical", "malvar"), t, n, "malvar", None))
+        if j.bm3d.enabled:
+            for t, n in tests:
+                self.task_ref_cells.append(self._task_eval_cell("jdd", "eval jdd malvar+bm3d", "malvar+bm3d",
+                                                                ("classical", "malvar+bm3d"), t, n, "malvar+bm3d",
+                                                                None, max_images=j.bm3d.max_images))
+
+    @staticmethod
+    def _trainer(fn, *args):
+        return lambda: fn(*args)
 
     @property
     def all_cells(self) -> list:
@@ -802,7 +1324,7 @@ class _Runner:
         for c in self.model_cells:
             out.append(c)
             out += c.evals
-        return out + self.bm3d_cells
+        return out + self.task_ref_cells + self.bm3d_cells
 
     # -- status ------------------------------------------------------------------------------
 
@@ -837,7 +1359,7 @@ class _Runner:
         if cell.key not in self._models:
             from .checkpoint import load_checkpoint
 
-            self._models[cell.key], _ = load_checkpoint(cell.path, expect=self.cfg.model)
+            self._models[cell.key], _ = load_checkpoint(cell.path, expect=cell.model_cfg or self.cfg.model)
         return self._models[cell.key]
 
     def _run_pretrain(self, cell: ModelCell, method: str, pcfg: dict):
@@ -858,14 +1380,46 @@ class _Runner:
         return model, {"stage": "finetune", "method": cell.method, "init_stage": "pretrain" if init else None,
                        "noise": self.cfg.train_noise, "labelled_images": labelled}
 
+    def _run_finetune_sr(self, cell: ModelCell, init: ModelCell | None, fcfg: FinetuneConfig, scale: int):
+        from .data.noise import parse_noise_spec
+        from .training.downstream import finetune_sr
+
+        clean, _, _ = self.train_sets()
+        noise = self.cfg.sr_noise
+        init_model = self.get_model(init) if init is not None else None
+        model, _, labelled = finetune_sr(clean, parse_noise_spec(noise), scale, fcfg, self.cfg.model,
+                                         init=init_model, progress=self.progress, desc=cell.key)
+        return model, {"stage": "finetune", "method": cell.method, "init_stage": "pretrain" if init else None,
+                       "noise": noise, "labelled_images": labelled}
+
+    def _run_pretrain_jdd(self, cell: ModelCell, method: str, pcfg: dict):
+        from .training.baselines import run_pretraining
+
+        _, packed, _ = self.jdd_sets()
+        j = self.cfg.tasks.jdd
+        # rcl: RCLPretraining (through rcl.training.pretrain); baselines: their methods; same packed mosaics
+        model, _ = run_pretraining(method, packed, cell.model_cfg, pcfg, progress=self.progress)
+        return model, {"stage": "pretrain", "method": method, "noise": j.noise, "noise_seed": self.cfg.jdd_noise_seed}
+
+    def _run_finetune_jdd(self, cell: ModelCell, init: ModelCell | None, fcfg: FinetuneConfig):
+        from .training.downstream import finetune_jdd
+
+        clean, _, noise = self.jdd_sets()
+        j = self.cfg.tasks.jdd
+        init_model = self.get_model(init) if init is not None else None
+        model, _, labelled = finetune_jdd(clean, noise, j.pattern, fcfg, cell.model_cfg, init=init_model,
+                                          progress=self.progress, desc=cell.key)
+        return model, {"stage": "finetune", "method": cell.method, "init_stage": "pretrain" if init else None,
+                       "noise": j.noise, "labelled_images": labelled, "skip": model.skip}
+
     def compute_model(self, cell: ModelCell) -> None:
         from .checkpoint import save_checkpoint
 
         t0 = time.time()
         model, meta = cell.train()
         secs = time.time() - t0
-        save_checkpoint(cell.path, model, self.cfg.model, cell_hash=cell.hash, seconds=secs, benchmark=self.cfg.name,
-                        **{**cell.meta, **meta})
+        save_checkpoint(cell.path, model, cell.model_cfg or self.cfg.model, cell_hash=cell.hash, seconds=secs,
+                        benchmark=self.cfg.name, **{**cell.meta, **meta})
         self._models[cell.key] = model
 
     def denoiser(self, predictor: str, model_cell: ModelCell | None = None):
@@ -884,10 +1438,61 @@ class _Runner:
             return lambda noisy, sigma: n2s_predict(model, noisy, grid=grid)
         return model_denoiser(model, tile=self.cfg.tile)
 
+    def task_restorer(self, cell: EvalCell):
+        """The protocol restorer of an SR/JDD eval cell: a network or a classical method."""
+        from .evaluation.protocol import model_denoiser
+
+        if cell.predictor == "plain":
+            return model_denoiser(self.get_model(cell.model), tile=self.cfg.tile)
+        if cell.predictor == "bicubic":
+            from .data.degradations import bicubic_upscale
+
+            sc = cell.scale
+            return lambda y, sigma: bicubic_upscale(y.unsqueeze(0), sc)[0]
+        from .data.degradations import demosaic_classical
+
+        j = self.cfg.tasks.jdd
+        if cell.predictor in ("bilinear", "malvar"):
+            method = cell.predictor
+            return lambda y, sigma: demosaic_classical(y, j.pattern, method)
+        if cell.predictor == "malvar+bm3d":
+            from .evaluation.bm3d_baseline import bm3d_denoise
+
+            # sigma: the noise model's per-image σ on [0, 1] (root of the variance averaged over the mosaic)
+            return lambda y, sigma: bm3d_denoise(demosaic_classical(y, j.pattern, "malvar"), sigma, j.bm3d.profile)
+        raise ValueError(f"unknown predictor {cell.predictor!r}")
+
+    def compute_task_eval(self, cell: EvalCell) -> dict:
+        from .data.noise import parse_noise_spec
+        from .evaluation.protocol import evaluate
+        from .evaluation.tasks import JDDTask, SRTask
+
+        t0 = time.time()
+        if cell.task == "sr":
+            task = SRTask(cell.scale)
+            n = _sr_min_size(cell.scale)
+            clean = self.task_test(cell.test_cfg, cell.max_images, cell.scale, n,
+                                   f"{n} px (SSIM's 11×11 window after the {cell.scale}-px border); drop the file")
+        else:
+            task = JDDTask(self.cfg.tasks.jdd.pattern)
+            clean = self.task_test(cell.test_cfg, cell.max_images, 2, 12, "12 px (SSIM's 11×11 window)")
+        res, _ = evaluate({cell.key: self.task_restorer(cell)}, clean, parse_noise_spec(cell.noise), seed=EVAL_SEED,
+                          task=task)
+        r = res[cell.key]
+        rgb = [sc.psnr_rgb for sc in r.scores if sc.psnr_rgb is not None]
+        payload = {"hash": cell.hash, "key": cell.key, "task": cell.task, "scale": cell.scale, "row": list(cell.row),
+                   "test": cell.test, "noise": cell.noise, "predictor": cell.predictor, "protocol_seed": EVAL_SEED,
+                   "seconds": time.time() - t0, **r.to_dict(),
+                   "psnr_rgb": sum(rgb) / len(rgb) if rgb else None}
+        _atomic_json(cell.path, _clean_json(payload))
+        return payload
+
     def compute_eval(self, cell: EvalCell) -> dict:
         from .data.noise import parse_noise_spec
         from .evaluation.protocol import evaluate
 
+        if cell.task != "denoise":
+            return self.compute_task_eval(cell)
         t0 = time.time()
         clean, noisy, sigmas = self.noisy_test(cell.test, cell.noise, cell.max_images)
         res, _ = evaluate({cell.key: self.denoiser(cell.predictor, cell.model)}, clean, parse_noise_spec(cell.noise),
@@ -925,7 +1530,7 @@ class _Runner:
                     self._eval(ec, bar, tick)
                 if mc.kind == "finetune":
                     self._models.pop(mc.key, None)  # fine-tuned networks are not needed again
-            for ec in self.bm3d_cells:
+            for ec in self.task_ref_cells + self.bm3d_cells:
                 self._eval(ec, bar, tick)
         finally:
             bar.close()
@@ -954,13 +1559,15 @@ class Stat:
     ssim_std: float
     n: int
     n_images: int
+    psnr_rgb: float = math.nan  # SR on colour images: RGB PSNR beside the Y-channel PSNR
+    psnr_rgb_std: float = math.nan
 
 
 def _aggregate(runner: _Runner) -> dict:
     """Rows keyed by (row kind…, test, noise) → Stat; fine-tuned rows pooled over seeds."""
     by_row: dict[tuple, list[dict]] = {}
     for c in runner.all_cells:
-        if isinstance(c, EvalCell):
+        if isinstance(c, EvalCell) and c.task == "denoise":
             p = runner.results[c.key]
             row = c.row
             if row[0] == "ft":
@@ -979,7 +1586,7 @@ def _noisy_rows(runner: _Runner) -> dict:
     out = {}
     for mc in runner.model_cells:
         for ec in mc.evals:
-            if ec.row[0] == "ft" and (ec.test, ec.noise) not in out:
+            if ec.task == "denoise" and ec.row[0] == "ft" and (ec.test, ec.noise) not in out:
                 p = runner.results[ec.key]
                 out[(ec.test, ec.noise)] = (p["psnr_noisy"], p["ssim_noisy"], p["n_images"])
     return out
@@ -1169,43 +1776,277 @@ def _default_command(out: Path) -> str:
     return f"rcl.benchmark.run_benchmark(config, out={str(out)!r})  # Python API"
 
 
-def _report(runner: _Runner, out_name: str, command: str, seconds: float, started: str) -> tuple[str, dict]:
-    import torch
+# ----------------------------------------------------------------------------------------------
+# downstream tasks in the report
+# ----------------------------------------------------------------------------------------------
 
+def _task_stats(runner: _Runner, task: str) -> tuple[dict, dict]:
+    """SR/JDD rows keyed by (row kind…, test, noise, scale) → Stat (fine-tuned rows pooled over
+    seeds), and the same keys → the cells' payloads (per-image scores)."""
+    by_row: dict[tuple, list[dict]] = {}
+    for c in runner.all_cells:
+        if isinstance(c, EvalCell) and c.task == task:
+            row = c.row[:3] if c.row[0] == "ft" else c.row
+            by_row.setdefault(row + (c.test, c.noise, c.scale), []).append(runner.results[c.key])
+    out = {}
+    for k, ps in by_row.items():
+        pm, pstd = _mean_std([p["psnr"] for p in ps])
+        sm, sstd = _mean_std([p["ssim"] for p in ps])
+        rm, rstd = _mean_std([p.get("psnr_rgb") for p in ps])
+        out[k] = Stat(pm, pstd, sm, sstd, len(ps), ps[0]["n_images"], rm, rstd)
+    return out, by_row
+
+
+def _subset_psnr(payloads: list[dict], names: set[str]) -> float:
+    """Mean over seeds of the mean PSNR on the images ``names`` (a classical row's subset)."""
+    vals = []
+    for p in payloads:
+        sel = [im["psnr"] for im in p["images"] if im["name"] in names]
+        if sel:
+            vals.append(sum(sel) / len(sel))
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def _task_tables(md: list[str], stats: dict, key: tuple, methods: list[str], fracs: list[float], k_of: dict,
+                 refs: list[tuple[tuple, str]], metrics: list[tuple[str, int, str]], n_images: int,
+                 rows_json: list[dict], extra: dict) -> None:
+    """Tables (one per metric) of one test set/noise(/scale): reference rows in the '0 labels' column,
+    one row per method with mean ± std over seeds per fraction, and Δ rcl − none."""
+    from .reporting import markdown_table
+
+    frac_cols = [(f"f{_frac_tag(f)}", f"{f * 100:g} % ({k_of[f]} img)") for f in fracs]
+    for metric, digits, label in metrics:
+        rows = []
+        for rkey, rname in refs:
+            st = stats.get(rkey + key)
+            if st is None:
+                continue
+            note = "" if st.n_images == n_images else f" ({st.n_images} of {n_images} images)"
+            rows.append({"method": rname + note, "zero": _fmt(getattr(st, metric), math.nan, digits)})
+            if metric == "psnr":
+                rows_json.append({"kind": "reference" if rkey == ("ref",) else "classical", "method": rname,
+                                  **extra, "psnr": st.psnr, "ssim": st.ssim, "n_images": st.n_images,
+                                  **({"psnr_rgb": st.psnr_rgb} if math.isfinite(st.psnr_rgb) else {})})
+        for m in methods:
+            r = {"method": m if m != "none" else "none (scratch)", "zero": "—"}
+            for f, (col, _) in zip(fracs, frac_cols):
+                st = stats.get(("ft", m, f) + key)
+                r[col] = _fmt(getattr(st, metric), getattr(st, metric + "_std"), digits) if st else "—"
+                if st is not None and metric == "psnr":
+                    rgb = ({"psnr_rgb_mean": st.psnr_rgb, "psnr_rgb_std": st.psnr_rgb_std}
+                           if math.isfinite(st.psnr_rgb) else {})
+                    rows_json.append({"kind": "finetuned", "method": m, "fraction": f, "labelled_images": k_of[f],
+                                      **extra, "psnr_mean": st.psnr, "psnr_std": st.psnr_std, "ssim_mean": st.ssim,
+                                      "ssim_std": st.ssim_std, **rgb, "n_seeds": st.n, "n_images": st.n_images})
+            rows.append(r)
+        if metric == "psnr" and {"rcl", "none"} <= set(methods):
+            r = {"method": "Δ rcl − none (outcome)", "zero": ""}
+            for f, (col, _) in zip(fracs, frac_cols):
+                c = _compare(stats.get(("ft", "rcl", f) + key), stats.get(("ft", "none", f) + key))
+                r[col] = f"{c['delta_db']:+.2f} ({c['outcome']})" if c else "—"
+            rows.append(r)
+        cols = [("method", "method", ""), ("zero", "0 labels", "")] + [(k, h, "") for k, h in frac_cols]
+        md.append(f"\n{label}:\n\n" + markdown_table(rows, cols))
+
+
+def _sr_section(runner: _Runner, md: list[str]) -> list[dict]:
+    cfg, sr = runner.cfg, runner.cfg.tasks.sr
+    stats, _ = _task_stats(runner, "sr")
+    fr, methods, seeds = cfg.task_fractions(sr), cfg.task_methods(sr), cfg.task_seeds(sr)
+    k_of = {f: max(1, round(f * runner.n_train)) for f in fr}
+    fcfg = cfg.task_finetune(sr)
+    colour = cfg.data.channels == 3
+    md.append("\n## Super-resolution (noisy LR → clean HR)\n\n")
+    md.append(f"Each clean HR test image is cropped at the bottom/right to a multiple of the scale, bicubic-downscaled "
+              f"(MATLAB `imresize`) and noised with the protocol's fixed seed ({EVAL_SEED}); the reference row is "
+              "bicubic up-sampling of the noisy LR input. The networks are SRNets: the U-Net body of the denoising "
+              f"pre-training on `{cfg.data.train}` (the same cells as the denoising benchmark; `none` = fresh "
+              "weights), a zero-initialised sub-pixel tail and a bicubic skip, fine-tuned with `finetune_sr` on the "
+              f"labelled HR images ({fcfg.steps} steps of {fcfg.batch_size} HR crops of {fcfg.crop_size}², fresh "
+              f"`{cfg.sr_noise}` noise on each LR crop), seeds {seeds}. PSNR/SSIM on the Y channel (BT.601) with a "
+              f"border of `scale` pixels{'; RGB PSNR with the same border' if colour else ''}. "
+              "'Δ rcl − none' follows the rule of the claims (win/loss beyond the larger seed std). Figures: "
+              f"`sr_psnr_vs_fraction.png`, {', '.join(f'`sr_samples_x{sc}.png`' for sc in sr.scales)}.\n")
+    metrics = [("psnr", 2, "PSNR (dB, Y)"), ("ssim", 4, "SSIM (Y)")] + ([("psnr_rgb", 2, "PSNR (dB, RGB)")]
+                                                                       if colour else [])
+    rows_json: list[dict] = []
+    for t in sr.test:
+        for n in t.noises:
+            for sc in sr.scales:
+                key = (t.name, n, sc)
+                ref = stats.get(("ref",) + key)
+                nimg = ref.n_images if ref else 0
+                crop = f", centre crops ≤ {t.crop}²" if t.crop else ""
+                md.append(f"\n### {t.name}, ×{sc}, {_noise_label(n)} (`{n}`, {nimg} images{crop})\n")
+                _task_tables(md, stats, key, methods, fr, k_of, [(("ref",), "bicubic (noisy LR)")], metrics, nimg,
+                             rows_json, {"test": t.name, "noise": n, "scale": sc})
+    return rows_json
+
+
+def _jdd_section(runner: _Runner, md: list[str]) -> list[dict]:
+    cfg, j = runner.cfg, runner.cfg.tasks.jdd
+    stats, payloads = _task_stats(runner, "jdd")
+    fr, methods, seeds = cfg.task_fractions(j), cfg.task_methods(j), cfg.task_seeds(j)
+    k_of = {f: max(1, round(f * runner.jdd_n_train)) for f in fr}
+    fcfg, psec, jm = cfg.task_finetune(j), cfg.jdd_pretrain(), cfg.jdd_model()
+    rc, bc = psec.rcl_config(), psec.baseline_config("n2v")
+    train, _ = cfg.jdd_train
+    md.append("\n## Joint demosaicking + denoising (noisy Bayer mosaic → clean RGB)\n\n")
+    md.append(f"Pattern {j.pattern}, noise `{j.noise}` on the mosaic. Pre-training: the {runner.jdd_n_train} clean RGB "
+              f"images of `{train}` are mosaicked, noised once (seed {cfg.jdd_noise_seed}) and packed to 4 channels "
+              f"at half resolution; each method pre-trains a UNet(4, 4) (width {jm.width}, depth {jm.depth}) on them for "
+              f"{psec.steps} steps (RCL: {rc.batch_images} images × 2 crops of {rc.crop_size}²; baselines: "
+              f"{bc.batch_size} crops of {bc.crop_size}²; `none` = fresh weights). Fine-tuning: a JDDNet (that body, a "
+              f"zero-initialised sub-pixel tail, a Malvar skip) with `finetune_jdd`, {fcfg.steps} steps of "
+              f"{fcfg.batch_size} RGB crops of {fcfg.crop_size}² with fresh noise per crop, seeds {seeds}. Test images "
+              "are cropped to even sides, mosaicked and noised with the protocol's fixed seed; the reference row is "
+              "bilinear demosaicking of the noisy mosaic; 'Malvar' is Malvar-He-Cutler demosaicking "
+              "(colour-demosaicing); 'Malvar + BM3D' runs CBM3D on the Malvar output with the σ the protocol passes "
+              "(the noise model's per-image σ on [0, 1], the root of the noise variance averaged over the mosaic; "
+              "demosaicking correlates the noise, so this σ is only approximately that of the RGB image). PSNR/SSIM "
+              "on RGB. Figures: `jdd_psnr_vs_fraction.png`, `jdd_samples.png`.\n")
+    rows_json: list[dict] = []
+    refs = [(("ref",), "bilinear demosaic (noisy)"), (("classical", "malvar"), "Malvar demosaic (noisy)"),
+            (("classical", "malvar+bm3d"), "Malvar + BM3D (σ known)")]
+    metrics = [("psnr", 2, "PSNR (dB, RGB)"), ("ssim", 4, "SSIM (RGB)")]
+    fmin = min(fr)
+    for t in j.test:
+        for n in t.noises:
+            key = (t.name, n, 1)
+            ref = stats.get(("ref",) + key)
+            nimg = ref.n_images if ref else 0
+            crop = f", centre crops ≤ {t.crop}²" if t.crop else ""
+            md.append(f"\n### {t.name}, `{n}` ({nimg} images{crop})\n")
+            _task_tables(md, stats, key, methods, fr, k_of, refs, metrics, nimg, rows_json,
+                         {"test": t.name, "noise": n})
+            b = payloads.get(("classical", "malvar+bm3d") + key)
+            if b and b[0]["n_images"] < nimg:
+                names = {im["name"] for im in b[0]["images"]}
+                parts = [f"bilinear {_subset_psnr(payloads.get(('ref',) + key, []), names):.2f}"]
+                if ("classical", "malvar") + key in payloads:
+                    parts.append(f"Malvar {_subset_psnr(payloads[('classical', 'malvar') + key], names):.2f}")
+                parts.append(f"Malvar + BM3D {_subset_psnr(b, names):.2f}")
+                for m in methods:
+                    pl = payloads.get(("ft", m, fmin) + key)
+                    if pl:
+                        parts.append(f"{m} @ {fmin * 100:g} % {_subset_psnr(pl, names):.2f}")
+                md.append(f"\nOn the {len(names)} image(s) Malvar + BM3D ran on ({', '.join(sorted(names))}), PSNR (dB): "
+                          + ", ".join(parts) + " (networks: mean over seeds).\n")
+    return rows_json
+
+
+def _task_series(stats: dict, methods: list[str], fracs: list[float], key: tuple) -> dict:
+    series = {}
+    for m in methods:
+        pts = [(f, stats[("ft", m, f) + key]) for f in fracs if ("ft", m, f) + key in stats]
+        series[m] = ([f for f, _ in pts], [s.psnr for _, s in pts], [s.psnr_std for _, s in pts])
+    return series
+
+
+def _sr_figures(runner: _Runner, work: Path) -> None:
+    from .data.degradations import bicubic_upscale
+    from .data.noise import parse_noise_spec
+    from .evaluation.protocol import evaluate, model_denoiser
+    from .evaluation.tasks import SRTask
+    from .reporting import plot_metric_vs_fraction, plot_restorations
+
+    cfg, sr = runner.cfg, runner.cfg.tasks.sr
+    stats, _ = _task_stats(runner, "sr")
+    fr, methods, seeds = cfg.task_fractions(sr), cfg.task_methods(sr), cfg.task_seeds(sr)
+    panels = []
+    for t in sr.test:
+        for n in t.noises:
+            for sc in sr.scales:
+                key = (t.name, n, sc)
+                ref = stats.get(("ref",) + key)
+                panels.append((f"{t.name} ×{sc} {_noise_label(n)}", _task_series(stats, methods, fr, key),
+                               {"bicubic (noisy LR)": ref.psnr} if ref else {}))
+    plot_metric_vs_fraction(panels, work / "sr_psnr_vs_fraction.png", ylabel="PSNR (dB, Y)")
+
+    # samples: the first image of the first test set at its first noise, one figure per scale
+    t0, fmin, s0 = sr.test[0], min(fr), seeds[0]
+    noise = t0.noises[0]
+    cells = {c.key: c for c in runner.model_cells}
+    for sc in sr.scales:
+        n = _sr_min_size(sc)
+        clean = runner.task_test(t0, runner._task_limit(t0, sr), sc, n, f"{n} px").subset([0])
+        dens = {"bicubic (noisy LR)": lambda y, sigma, sc=sc: bicubic_upscale(y.unsqueeze(0), sc)[0]}
+        for m in methods:
+            c = cells[f"sr x{sc} finetune {m} f={fmin:g} seed={s0}"]
+            dens[f"{m} + {fmin * 100:g} %"] = model_denoiser(runner.get_model(c), tile=cfg.tile)
+        res, outs = evaluate(dens, clean, parse_noise_spec(noise), seed=EVAL_SEED, keep_outputs=True, task=SRTask(sc))
+        cols = [(f"{k}\n{res[k].scores[0].psnr:.2f} dB (Y)", v) for k, v in outs.items()] + [("clean HR", clean.images)]
+        plot_restorations(cols, [f"{clean.names[0]} ({t0.name}) ×{sc} {_noise_label(noise)}"],
+                          work / f"sr_samples_x{sc}.png", crop=160)
+
+
+def _jdd_figures(runner: _Runner, work: Path) -> None:
+    from .data.datasets import ImageSet
+    from .data.degradations import demosaic_classical
+    from .data.noise import parse_noise_spec
+    from .evaluation.bm3d_baseline import bm3d_denoise
+    from .evaluation.protocol import evaluate, model_denoiser
+    from .evaluation.tasks import JDDTask
+    from .reporting import plot_metric_vs_fraction, plot_restorations
+
+    cfg, j = runner.cfg, runner.cfg.tasks.jdd
+    stats, _ = _task_stats(runner, "jdd")
+    fr, methods, seeds = cfg.task_fractions(j), cfg.task_methods(j), cfg.task_seeds(j)
+    panels = []
+    for t in j.test:
+        for n in t.noises:
+            key = (t.name, n, 1)
+            ref = stats.get(("ref",) + key)
+            hl = {"bilinear": ref.psnr} if ref else {}
+            for rk, label in ((("classical", "malvar"), "Malvar"), (("classical", "malvar+bm3d"), "Malvar + BM3D")):
+                st = stats.get(rk + key)
+                if st is not None and ref is not None and st.n_images == ref.n_images:
+                    hl[label] = st.psnr
+            panels.append((f"{t.name} {n}", _task_series(stats, methods, fr, key), hl))
+    plot_metric_vs_fraction(panels, work / "jdd_psnr_vs_fraction.png", ylabel="PSNR (dB, RGB)")
+
+    # samples: a centre crop (≤ 256², even offsets) of the first image of the first test set, so
+    # that BM3D stays cheap; PSNRs in the figure are on that crop (its own fixed-seed noise)
+    t0, fmin, s0 = j.test[0], min(fr), seeds[0]
+    noise = parse_noise_spec(t0.noises[0])
+    full = runner.task_test(t0, runner._task_limit(t0, j), 2, 12, "12 px")
+    im = full.images[0]
+    _, h, w = im.shape
+    ch, cw = min(h, 256), min(w, 256)
+    top, left = ((h - ch) // 2) & ~1, ((w - cw) // 2) & ~1
+    clean = ImageSet([im[:, top:top + ch, left:left + cw].contiguous()], [full.names[0]])
+    task = JDDTask(j.pattern)
+    noisy, _, _ = task.prepare(clean, noise, EVAL_SEED)
+    dens = {"bilinear": lambda y, sigma: demosaic_classical(y, j.pattern, "bilinear")}
+    if j.malvar:
+        dens["Malvar"] = lambda y, sigma: demosaic_classical(y, j.pattern, "malvar")
+    if j.bm3d.enabled:
+        dens["Malvar + BM3D"] = lambda y, sigma: bm3d_denoise(demosaic_classical(y, j.pattern, "malvar"), sigma,
+                                                              j.bm3d.profile)
+    cells = {c.key: c for c in runner.model_cells}
+    for m in methods:
+        c = cells[f"jdd finetune {m} f={fmin:g} seed={s0}"]
+        dens[f"{m} + {fmin * 100:g} %"] = model_denoiser(runner.get_model(c), tile=cfg.tile)
+    res, outs = evaluate(dens, clean, noise, seed=EVAL_SEED, keep_outputs=True, task=task)
+    cols = [("noisy mosaic", noisy.images)]
+    cols += [(f"{k}\n{res[k].scores[0].psnr:.2f} dB", v) for k, v in outs.items()] + [("clean", clean.images)]
+    plot_restorations(cols, [f"{clean.names[0]} ({t0.name}) {t0.noises[0]}, centre {cw}×{ch}"],
+                      work / "jdd_samples.png", crop=160)
+
+
+def _denoise_sections(runner: _Runner, md: list[str], rows_json: list[dict], claims: list[dict],
+                      budget: str) -> tuple[list[dict], dict | None, list[dict]]:
+    """The denoising parts of the report (results, BM3D check, published numbers, ablations,
+    claims), appended to ``md``; returns (ablation rows, BM3D check, published rows)."""
     from .reporting import markdown_table
 
     cfg = runner.cfg
     stats = _aggregate(runner)
     noisy = _noisy_rows(runner)
-    claims = _claims(cfg, stats)
     n_train = runner.n_train
     fr = cfg.label_fractions
     k_of = {f: max(1, round(f * n_train)) for f in fr}
     pairs = cfg.expand(None)
-    mcfg = cfg.model
-    n_params = _n_params(mcfg)
-    rcl_cfg = cfg.pretrain.rcl_config()
-    bcfg = cfg.pretrain.baseline_config("n2v")
-
-    rows_json: list[dict] = []
-    md: list[str] = []
-    md.append(f"# rcl benchmark — {cfg.name}\n\n")
-    md.append(f"Run folder `{out_name}`, started {started}, {seconds / 60:.1f} min of wall time in this run "
-              f"({len(runner.computed)} cells computed, {len(runner.cached)} reused from the cache).\n\n")
-    md.append(f"Training images: `{cfg.data.train}` ({n_train} images, {cfg.data.channels} channel(s)); "
-              f"pre-training collection noised once with `{cfg.train_noise}` (seed {cfg.noise_seed}); fine-tuning on "
-              f"the clean labelled images with fresh `{cfg.train_noise}` noise per crop. Test noise drawn by the "
-              f"protocol with seed {EVAL_SEED} (docs/protocol.md). PSNR in dB, SSIM in [0, 1]; fine-tuned rows are "
-              f"mean ± sample std over seeds {cfg.seeds}; pre-training uses one seed ({cfg.pretrain.seed}), so "
-              "0-label rows have no spread.\n\n")
-    budget = (f"**Compute budget (read before comparing with published numbers):** {mcfg.arch} width {mcfg.width} "
-              f"depth {mcfg.depth} ({n_params / 1e6:.2f} M parameters); pre-training {cfg.pretrain.steps} steps "
-              f"(RCL: {rcl_cfg.batch_images} images × 2 crops of {rcl_cfg.crop_size}²; baselines: "
-              f"{bcfg.batch_size} crops of {bcfg.crop_size}²); fine-tuning {cfg.finetune.steps} steps of "
-              f"{cfg.finetune.batch_size} crops of {cfg.finetune.crop_size}²; CPU only ({_cpu_name()}, "
-              f"{torch.get_num_threads()} torch threads). The published networks are larger and trained far longer "
-              "on GPUs (DnCNN-S: 17 layers × 64 channels, ≈0.56 M parameters), so expect our numbers below theirs.")
-    md.append(budget + "\n\n")
 
     # -- main tables
     md.append("\n## Results\n")
@@ -1372,13 +2213,66 @@ def _report(runner: _Runner, out_name: str, command: str, seconds: float, starte
                                             ("f", "fraction", ""), ("d", "Δ PSNR (dB)", ""),
                                             ("s", "larger seed std (dB)", ""), ("o", "outcome", "")]) +
                       "\n</details>\n")
+    return abl_json, chk, pub_rows
+
+
+def _report(runner: _Runner, out_name: str, command: str, seconds: float, started: str) -> tuple[str, dict]:
+    import torch
+
+    cfg = runner.cfg
+    den = cfg.tasks.denoise
+    n_train = runner.n_train
+    mcfg = cfg.model
+    n_params = _n_params(mcfg)
+    rcl_cfg = cfg.pretrain.rcl_config()
+    bcfg = cfg.pretrain.baseline_config("n2v")
+
+    rows_json: list[dict] = []
+    md: list[str] = []
+    md.append(f"# rcl benchmark — {cfg.name}\n\n")
+    md.append(f"Run folder `{out_name}`, started {started}, {seconds / 60:.1f} min of wall time in this run "
+              f"({len(runner.computed)} cells computed, {len(runner.cached)} reused from the cache).\n\n")
+    tasks = [name for name, on in (("denoising", den), ("super-resolution", cfg.tasks.sr is not None),
+                                   ("joint demosaicking + denoising", cfg.tasks.jdd is not None)) if on]
+    md.append(f"Tasks: {', '.join(tasks)}.\n\n")
+    if den or cfg.tasks.sr is not None:
+        md.append(f"Training images: `{cfg.data.train}` ({n_train} images, {cfg.data.channels} channel(s)); "
+                  f"pre-training collection noised once with `{cfg.train_noise}` (seed {cfg.noise_seed})"
+                  + (f"; fine-tuning on the clean labelled images with fresh `{cfg.train_noise}` noise per crop"
+                     if den else "") + ". ")
+    md.append(f"Test noise drawn by the protocol with seed {EVAL_SEED} (docs/protocol.md). PSNR in dB, SSIM in "
+              "[0, 1]; fine-tuned rows are mean ± sample std over "
+              f"{f'seeds {cfg.seeds}' if den else 'the seeds listed in each task section'}; pre-training uses one seed "
+              f"({cfg.pretrain.seed}), so 0-label and reference rows have no spread.\n\n")
+    budget = (f"**Compute budget (read before comparing with published numbers):** {mcfg.arch} width {mcfg.width} "
+              f"depth {mcfg.depth} ({n_params / 1e6:.2f} M parameters); pre-training {cfg.pretrain.steps} steps "
+              f"(RCL: {rcl_cfg.batch_images} images × 2 crops of {rcl_cfg.crop_size}²; baselines: "
+              f"{bcfg.batch_size} crops of {bcfg.crop_size}²)"
+              + (f"; fine-tuning {cfg.finetune.steps} steps of {cfg.finetune.batch_size} crops of "
+                 f"{cfg.finetune.crop_size}²" if den else "")
+              + f"; CPU only ({_cpu_name()}, {torch.get_num_threads()} torch threads). The published networks are "
+              "larger and trained far longer on GPUs (DnCNN-S: 17 layers × 64 channels, ≈0.56 M parameters), so "
+              "expect our numbers below theirs.")
+    md.append(budget + "\n\n")
+
+    abl_json: list[dict] = []
+    claims: list[dict] = []
+    chk, pub_rows = None, []
+    if den:
+        claims = _claims(cfg, _aggregate(runner))
+        abl_json, chk, pub_rows = _denoise_sections(runner, md, rows_json, claims, budget)
+    task_json = {}
+    if cfg.tasks.sr is not None:
+        task_json["sr"] = _sr_section(runner, md)
+    if cfg.tasks.jdd is not None:
+        task_json["jdd"] = _jdd_section(runner, md)
 
     # -- command and config
     md.append(f"\n## Command and config\n\n```\n{command}\n```\n\n```yaml\n{_yaml_dump(cfg)}```\n")
     md.append(f"\nrcl {__import__('rcl').__version__}, torch {torch.__version__}, Python {platform.python_version()}, "
               f"{_cpu_name()}, {torch.get_num_threads()} torch threads.\n")
 
-    summary = {"rows": rows_json + abl_json, "claims": claims, "bm3d_check": chk, "published": pub_rows,
+    summary = {"rows": rows_json + abl_json, "claims": claims, "bm3d_check": chk, "published": pub_rows, **task_json,
                "budget": {"model": mcfg.model_dump(), "parameters": n_params, "pretrain_steps": cfg.pretrain.steps,
                           "finetune_steps": cfg.finetune.steps, "cpu": _cpu_name(),
                           "torch_threads": torch.get_num_threads()}}
@@ -1386,6 +2280,15 @@ def _report(runner: _Runner, out_name: str, command: str, seconds: float, starte
 
 
 def _figures(runner: _Runner, work: Path) -> None:
+    if runner.cfg.tasks.denoise:
+        _denoise_figures(runner, work)
+    if runner.cfg.tasks.sr is not None:
+        _sr_figures(runner, work)
+    if runner.cfg.tasks.jdd is not None:
+        _jdd_figures(runner, work)
+
+
+def _denoise_figures(runner: _Runner, work: Path) -> None:
     from .data.noise import parse_noise_spec
     from .evaluation.protocol import evaluate
     from .reporting import plot_metric_vs_fraction, plot_restorations

@@ -68,9 +68,13 @@ def read_metadata(path: str | os.PathLike) -> dict:
         meta = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: rcl metadata is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: rcl metadata is not a JSON object; not an rcl checkpoint")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an rcl checkpoint (format={meta.get('format')!r})")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
+    if not isinstance(meta.get("format_version"), int):
+        raise CheckpointError(f"{path}: rcl metadata has no integer format_version")
+    if meta["format_version"] > FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format {meta['format_version']} is newer than this rcl "
                               f"(reads {FORMAT_VERSION}); upgrade rcl")
     return meta
@@ -83,16 +87,19 @@ def _describe(cfg: ModelConfig) -> str:
 def build_task_model(cfg: ModelConfig, meta: dict, path: Path | str = "checkpoint") -> nn.Module:
     """The network for a checkpoint's task: a denoiser, an SRNet (``scale``) or a JDDNet (``pattern``)."""
     task = meta.get("task", "denoise")
-    if task == "denoise":
-        return build_model(cfg)
-    if task == "sr":
-        from .models.sr import build_sr_model
+    try:
+        if task == "denoise":
+            return build_model(cfg)
+        if task == "sr":
+            from .models.sr import build_sr_model
 
-        return build_sr_model(cfg, int(meta.get("scale", 2)), skip=bool(meta.get("skip", True)))
-    if task == "jdd":
-        from .models.sr import build_jdd_model
+            return build_sr_model(cfg, int(meta.get("scale", 2)), skip=bool(meta.get("skip", True)))
+        if task == "jdd":
+            from .models.sr import build_jdd_model
 
-        return build_jdd_model(cfg, meta.get("pattern", "RGGB"), meta.get("skip", "malvar"))
+            return build_jdd_model(cfg, meta.get("pattern", "RGGB"), meta.get("skip", "malvar"))
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: bad {task} record in metadata: {exc}") from None
     raise CheckpointError(f"{path}: unknown task {task!r} (this rcl knows denoise, sr, jdd)")
 
 
@@ -116,8 +123,11 @@ def load_checkpoint(path: str | os.PathLike, expect: ModelConfig | None = None) 
     meta = read_metadata(path)
     try:
         cfg = ModelConfig(**meta["model"])
-    except (KeyError, TypeError, ValidationError) as exc:
-        raise CheckpointError(f"{path}: bad architecture record in metadata: {exc}") from exc
+    except ValidationError as exc:
+        errs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise CheckpointError(f"{path}: bad architecture record in metadata: {errs}") from None
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: bad architecture record in metadata: {exc!r}") from None
     if expect is not None and cfg != expect:
         raise CheckpointError(f"{path}: checkpoint holds {_describe(cfg)}, but {_describe(expect)} was requested")
     try:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -46,11 +48,10 @@ def _errors_to_exit(fn):
             return fn(*args, **kwargs)
         except ValidationError as exc:
             msg = _format_validation(exc)
-        except (ImageReadError, CheckpointError, UsageError, FileNotFoundError, NotADirectoryError,
-                FileExistsError, IsADirectoryError, PermissionError, ValueError, FloatingPointError) as exc:
+        except (ImageReadError, CheckpointError, UsageError, OSError, ValueError, FloatingPointError) as exc:
             msg = str(exc)
         except KeyboardInterrupt:
-            msg = "interrupted; no unfinished output was left in place"
+            msg = "interrupted"
         typer.echo(f"error: {msg}", err=True)
         raise typer.Exit(2)
 
@@ -78,7 +79,8 @@ class Similarity(str, Enum):
 NoiseOpt = Annotated[str, typer.Option(
     "--noise", help="Noise model, σ on 0-255: gaussian:25, gaussian:5-50 (σ per image), poisson:30, "
                     "poisson-gaussian, or real (images are already noisy).")]
-SeedOpt = Annotated[int, typer.Option(help="Random seed (crops, masks, weights, synthetic noise).")]
+SeedOpt = Annotated[int, typer.Option(min=0, max=2**63 - 1,
+                                       help="Random seed (crops, masks, weights, synthetic noise).")]
 
 
 class Task(str, Enum):
@@ -99,14 +101,54 @@ def _default_noise(noise: Optional[str], task: "Task") -> str:
     return "poisson-gaussian" if task == Task.jdd else "gaussian:5-50"
 
 
-def _check_output_file(out: Path, inputs: list[Path], suffix: str = ".safetensors") -> None:
+def _input_files(paths: list[Optional[Path]]) -> set[Path]:
+    """Resolved paths of every input file: the files themselves and the images inside folders."""
+    from .data.io import IMAGE_SUFFIXES
+
+    files: set[Path] = set()
+    for p in paths:
+        if p is None or not p.exists():
+            continue
+        if p.is_dir():
+            files.update(q.resolve() for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            files.add(p.resolve())
+    return files
+
+
+def _check_writable_target(path: Path, what: str) -> None:
+    """Fail early (before any work) if ``path`` cannot be written as a file."""
+    if path.is_dir():
+        raise UsageError(f"{path}: {what} is a folder; give a file name")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{path}: {what} cannot be created ({parent} is not a folder)")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{path}: {what} cannot be written ({parent} is not writable)")
+
+
+def _check_outputs(outputs: dict[str, Optional[Path]], inputs: list[Optional[Path]]) -> None:
+    """Outputs (name → path) must be writable files, distinct, and never one of the inputs."""
+    given = {k: v for k, v in outputs.items() if v is not None}
+    ins = _input_files(inputs)
+    seen: dict[Path, str] = {}
+    for what, path in given.items():
+        _check_writable_target(path, what)
+        r = path.resolve()
+        if r in ins:
+            raise UsageError(f"{path}: {what} would overwrite an input file; choose another name")
+        if r in seen:
+            raise UsageError(f"{path}: given as both {seen[r]} and {what}")
+        seen[r] = what
+
+
+def _check_output_file(out: Path, inputs: list[Optional[Path]], suffix: str = ".safetensors",
+                       log: Optional[Path] = None) -> None:
     if out.suffix != suffix:
         raise UsageError(f"{out}: output file must end in {suffix}")
-    if out.is_dir():
-        raise UsageError(f"{out}: is a folder; give a file name ending in {suffix}")
-    for p in inputs:
-        if p is not None and p.exists() and out.resolve() == p.resolve():
-            raise UsageError(f"{out}: refusing to overwrite an input file")
+    _check_outputs({"--out": out, "--log": log}, inputs)
 
 
 def _load_training_images(data: Path, noise_spec: str, channels: Optional[int], crop: int):
@@ -157,7 +199,7 @@ def pretrain(
     from .training import PretrainConfig
     from .training import pretrain as run_pretrain
 
-    _check_output_file(out, [data])
+    _check_output_file(out, [data], log=log)
     noise = _default_noise(noise, task)
     cfg = PretrainConfig(steps=steps, batch_images=batch_images, crop_size=crop_size, lr=lr,
                          temperature=temperature, contrastive_weight=contrastive_weight,
@@ -229,7 +271,7 @@ def finetune(
     from .training import FinetuneConfig
     from .training import finetune as run_finetune
 
-    _check_output_file(out, [data, init, noisy])
+    _check_output_file(out, [data, init, noisy], log=log)
     noise = _default_noise(noise, task)
     cfg = FinetuneConfig(steps=steps, batch_size=batch_size, crop_size=crop_size, lr=lr, loss=loss,
                          label_fraction=label_fraction, seed=seed)
@@ -303,6 +345,25 @@ def finetune(
     typer.echo(f"wrote {out} ({task.value}, {len(labelled)} labelled image(s), final loss {hist[-1]['loss']:.4g})")
 
 
+def _overlap(tile: Optional[int], even: bool = False) -> int:
+    """Tile overlap for a tile size: up to 16 px, always < tile/2 (even for Bayer inputs)."""
+    ov = min(16, max(0, (tile or 34) // 2 - 1))
+    return ov - ov % 2 if even else ov
+
+
+def _finite(obj):
+    """JSON-safe copy: NaN/inf floats become None (JSON has no such numbers)."""
+    import math
+
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 @app.command()
 @_errors_to_exit
 def evaluate(
@@ -334,6 +395,8 @@ def evaluate(
         raise UsageError(f"--channels must be 1 or 3, got {channels}")
     if tile is not None and tile < 1:
         raise UsageError(f"--tile must be >= 1, got {tile}")
+    if json_out is not None:
+        _check_outputs({"--json": json_out}, [data, *checkpoints])
     models = [(ck, *load_checkpoint(ck)) for ck in checkpoints]
     tasks = {(task_from_metadata(m).describe()) for _, _, m in models}
     if len(tasks) > 1:
@@ -355,7 +418,10 @@ def evaluate(
         elif want != test.channels:
             raise UsageError(f"{ck}: model takes {want} channel(s), test images have "
                              f"{test.channels}; use --channels {want}")
-        denoisers[ck.name if ck.name not in denoisers else str(ck)] = model_denoiser(model, tile)
+        name, k = ck.name, 2
+        while name in denoisers:
+            name, k = f"{ck.name} ({k})", k + 1
+        denoisers[name] = model_denoiser(model, tile, overlap=_overlap(tile, task.name == "jdd"))
     results, _ = run_evaluate(denoisers, test, noise_model, seed, task=task)
     rows = [{"method": task.reference_name, "psnr": r.mean("psnr_noisy"), "ssim": r.mean("ssim_noisy")}
             for r in list(results.values())[:1]]
@@ -365,7 +431,8 @@ def evaluate(
     if json_out is not None:
         payload = {"data": str(data), "task": task.name, "scale": task.scale, "noise": noise, "seed": seed,
                    "results": {k: r.to_dict() for k, r in results.items()}}
-        atomic_write_bytes(json_out, lambda tmp: tmp.write_text(json.dumps(payload, indent=2)))
+        text = json.dumps(_finite(payload), indent=2, allow_nan=False)
+        atomic_write_bytes(json_out, lambda tmp: tmp.write_text(text))
         typer.echo(f"wrote {json_out}")
 
 
@@ -396,16 +463,26 @@ def denoise(
         raise UsageError(f"{checkpoint}: an RCL pre-training on packed Bayer mosaics, not a restoration model; "
                          "fine-tune it with `rcl finetune --task jdd`")
     task = task_from_metadata(meta)
+    if any(c in suffix for c in ("/", "\\", os.sep)) or ".." in suffix:
+        raise UsageError(f"--suffix {suffix!r}: must not contain path separators or '..'")
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"{output}: --output must be a folder, and this is a file")
     paths = image_paths(inputs)
+    ins = {p.resolve() for p in paths} | {checkpoint.resolve()}
     want = meta["model"]["in_channels"]
     plan = []
     for p in paths:
         dest = output / f"{p.stem}{suffix}{p.suffix}"
-        if dest.resolve() == p.resolve():
-            raise UsageError(f"{dest}: output would overwrite the input; choose another --output or --suffix")
+        if dest.resolve() in ins:
+            raise UsageError(f"{dest}: output would overwrite an input file; choose another --output or --suffix")
+        if dest.exists() and not dest.is_file():
+            raise UsageError(f"{dest}: exists and is not a regular file")
         if dest.exists() and not overwrite:
             raise FileExistsError(f"{dest}: exists; pass --overwrite to replace it")
         plan.append((p, dest))
+    if len({d.resolve() for _, d in plan}) != len(plan):
+        raise UsageError(f"{inputs}: two inputs map to the same output name (same stem and suffix)")
+    _check_writable_target(output / "x", "--output")
     # Read and check every input before writing anything.
     for p, _ in plan:
         img, info = read_image(p)
@@ -416,9 +493,10 @@ def denoise(
         if tile is not None and task.name == "jdd" and tile % 2:
             raise UsageError(f"--tile must be even for a JDD model (Bayer phase), got {tile}")
     for p, dest in plan:
-        img, info = read_image(p)
-        overlap = min(16, max(0, (tile or 34) // 2 - 1))
-        out = predict(model, img, tile=tile, overlap=overlap - overlap % 2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # warnings were shown during the check above
+            img, info = read_image(p)
+        out = predict(model, img, tile=tile, overlap=_overlap(tile, task.name == "jdd"))
         write_image(dest, out, info.bit_depth)
         typer.echo(f"{p} -> {dest}")
 
@@ -469,8 +547,20 @@ def benchmark(
     typer.echo(f"report: {report}")
 
 
+def _sigterm_to_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main() -> None:  # console-script entry point
-    app()
+    """Run the CLI; SIGTERM and Ctrl-C end it cleanly (exit 130, partial outputs removed)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

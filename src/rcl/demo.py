@@ -85,9 +85,13 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
     if out.exists():
         raise FileExistsError(f"{out}: run folder exists; choose another --out")
     work = out.parent / f".{out.name}.partial"
+    marker = work / ".rcl-demo"
     if work.exists():
-        shutil.rmtree(work)
+        if not (work.is_dir() and marker.is_file()):
+            raise FileExistsError(f"{work}: exists and is not an unfinished rcl demo folder; move it away")
+        shutil.rmtree(work)  # an earlier, interrupted demo run
     work.mkdir(parents=True)
+    marker.write_text("unfinished rcl demo run; safe to delete\n")
     try:
         noise = GaussianRangeNoise(5 / 255, 50 / 255)
         train_names = TRAIN_PHOTOS[: p["n_train"]] if p["n_train"] else TRAIN_PHOTOS
@@ -172,6 +176,7 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
         panels = [("noisy", noisy_test.images)] + [(k, v) for k, v in outputs.items()] + [("clean", test_clean.images)]
         titles = [f"{n} σ={float(s) * 255:.0f}" for n, s in zip(test_clean.names, sigma_test)]
         plot_restorations(panels, titles, work / "restorations.png")
+        marker.unlink()
         work.rename(out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)

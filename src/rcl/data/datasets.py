@@ -88,6 +88,9 @@ def load_image_set(path: str | os.PathLike, channels: int | None = None, min_siz
         if min(img.shape[1:]) < min_size:
             reason = min_size_reason or f"the crop size {min_size}; use a smaller --crop-size or drop the file"
             raise ImageReadError(f"{p}: image is {img.shape[2]}×{img.shape[1]}, smaller than {reason}")
+        if channels is None and images and img.shape[0] != images[0].shape[0]:
+            raise ImageReadError(f"{p}: has {img.shape[0]} channel(s) but {paths[0].name} has "
+                                 f"{images[0].shape[0]}; pass --channels 1 or --channels 3 to convert")
         images.append(match_channels(img, channels, str(p)))
         names.append(Path(p).name)
     return ImageSet(images, names)

@@ -57,12 +57,29 @@ def _read_png16(path: Path) -> np.ndarray | None:
     return arr
 
 
+def _read_tiff(path: Path) -> np.ndarray:
+    """A single 2-D TIFF image as (H, W) or (H, W, S); planar RGB is moved to samples-last."""
+    import tifffile
+
+    with tifffile.TiffFile(str(path)) as tif:
+        series = tif.series[0]
+        axes, shape = series.axes, series.shape
+        extra = [a for a, n in zip(axes, shape) if a not in "YXS" and n > 1]
+        if len(tif.series) > 1 or len(tif.pages) > 1 or extra:
+            raise ImageReadError(f"{path}: multi-page or multi-image TIFF (axes {axes}, shape {shape}); "
+                                 "rcl reads single 2-D images")
+        arr = series.asarray()
+    keep = [a for a in axes if a in "YXS"]
+    arr = arr.reshape([n for a, n in zip(axes, shape) if a in "YXS"])
+    if "S" in keep and keep.index("S") != len(keep) - 1:  # planar RGB: samples axis first
+        arr = np.moveaxis(arr, keep.index("S"), -1)
+    return np.asarray(arr)
+
+
 def _read_array(path: Path) -> np.ndarray:
     suffix = path.suffix.lower()
     if suffix in (".tif", ".tiff"):
-        import tifffile
-
-        return np.asarray(tifffile.imread(str(path)))
+        return _read_tiff(path)
     if suffix == ".png":
         arr = _read_png16(path)
         if arr is not None:
@@ -73,6 +90,9 @@ def _read_array(path: Path) -> np.ndarray:
         im.load()
         if im.mode in ("P", "PA"):
             im = im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB")
+            rgb = np.asarray(im)
+            if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+                return rgb[..., [0, 3]] if rgb.shape[-1] == 4 else rgb[..., 0]  # grey palette
         elif im.mode == "1":
             im = im.convert("L")
         elif im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
@@ -121,7 +141,8 @@ def read_image(path: str | os.PathLike) -> tuple[torch.Tensor, ImageInfo]:
     except ImageReadError:
         raise
     except Exception as exc:  # any decoder failure becomes one clear error naming the file
-        raise ImageReadError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
+        detail = str(exc) if str(exc).startswith(type(exc).__name__) else f"{type(exc).__name__}: {exc}"
+        raise ImageReadError(f"{path}: cannot read image ({detail})") from exc
     arr = to_hwc(arr, path)
     if arr.dtype == np.uint8:
         depth, scale = 8, 255.0
@@ -130,7 +151,9 @@ def read_image(path: str | os.PathLike) -> tuple[torch.Tensor, ImageInfo]:
     elif arr.dtype == np.bool_:
         depth, scale = 8, 1.0
     elif np.issubdtype(arr.dtype, np.floating):
-        if arr.size and (np.nanmin(arr) < 0 or np.nanmax(arr) > 1):
+        if not np.isfinite(arr).all():
+            raise ImageReadError(f"{path}: floating-point image with NaN or infinite pixels")
+        if arr.size and (arr.min() < 0 or arr.max() > 1):
             raise ImageReadError(f"{path}: floating-point image outside [0, 1]")
         depth, scale = 16, 1.0
     else:
@@ -172,6 +195,10 @@ def atomic_write_bytes(path: Path, write_fn) -> None:
         write_fn(Path(tmp))
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise OSError(exc.errno, f"{path}: cannot write ({exc.strerror or exc})") from exc
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -11,6 +11,8 @@ Noise levels inside the package are on the [0, 1] intensity scale; the CLI takes
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 
 import torch
@@ -52,8 +54,8 @@ class GaussianNoise(NoiseModel):
     name = "gaussian"
 
     def __post_init__(self):
-        if not self.sigma >= 0:
-            raise ValueError(f"sigma must be >= 0, got {self.sigma}")
+        if not (math.isfinite(self.sigma) and self.sigma >= 0):
+            raise ValueError(f"σ must be finite and >= 0, got {self.sigma * SCALE:g}/255")
 
     def apply(self, clean, generator):
         b = clean.shape[0]
@@ -78,8 +80,10 @@ class GaussianRangeNoise(NoiseModel):
     name = "gaussian-range"
 
     def __post_init__(self):
-        if not 0 <= self.sigma_min <= self.sigma_max:
-            raise ValueError(f"need 0 <= sigma_min <= sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        if not (math.isfinite(self.sigma_min) and math.isfinite(self.sigma_max)
+                and 0 <= self.sigma_min <= self.sigma_max):
+            raise ValueError(f"need finite 0 <= σ_min <= σ_max, got {self.sigma_min * SCALE:g}-"
+                             f"{self.sigma_max * SCALE:g} (0-255 scale)")
 
     def apply(self, clean, generator):
         b = clean.shape[0]
@@ -99,8 +103,8 @@ class PoissonNoise(NoiseModel):
     name = "poisson"
 
     def __post_init__(self):
-        if not self.peak > 0:
-            raise ValueError(f"peak must be > 0, got {self.peak}")
+        if not (math.isfinite(self.peak) and self.peak > 0):
+            raise ValueError(f"peak λ must be finite and > 0, got {self.peak}")
 
     def apply(self, clean, generator):
         rate = clean.clamp(min=0) * self.peak
@@ -128,7 +132,9 @@ class PoissonGaussianNoise(NoiseModel):
     name = "poisson-gaussian"
 
     def __post_init__(self):
-        if not (0 < self.a_min <= self.a_max and 0 <= self.b_min <= self.b_max):
+        vals = (self.a_min, self.a_max, self.b_min, self.b_max)
+        if not (all(math.isfinite(v) for v in vals) and 0 < self.a_min <= self.a_max
+                and 0 <= self.b_min <= self.b_max):
             raise ValueError("need 0 < a_min <= a_max and 0 <= b_min <= b_max")
 
     def apply(self, clean, generator):
@@ -181,9 +187,11 @@ def parse_noise_spec(spec: str) -> NoiseModel:
         if kind == "poisson" and arg:
             return PoissonNoise(peak=float(arg))
         if kind == "gaussian" and arg:
-            if "-" in arg.lstrip("-"):
-                lo, hi = arg.split("-", 1)
-                return GaussianRangeNoise(float(lo) / SCALE, float(hi) / SCALE)
+            num = r"[+]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?"
+            m = re.fullmatch(rf"({num})\s*-\s*({num})", arg)
+            if m:
+                lo, hi = float(m.group(1)), float(m.group(2))
+                return GaussianRangeNoise(lo / SCALE, hi / SCALE)
             return GaussianNoise(float(arg) / SCALE)
     except ValueError as exc:
         raise ValueError(f"bad noise spec {spec!r}: {exc}; {forms}") from None

@@ -59,9 +59,9 @@ class EvalResult:
         return {**self.summary(), "images": [asdict(s) for s in self.scores]}
 
 
-def model_denoiser(model: nn.Module, tile: int | None = None) -> Denoiser:
+def model_denoiser(model: nn.Module, tile: int | None = None, overlap: int = 16) -> Denoiser:
     """Wrap a network as a :data:`Denoiser` (σ is ignored: rcl networks are blind)."""
-    return lambda noisy, sigma: predict(model, noisy, tile=tile)
+    return lambda noisy, sigma: predict(model, noisy, tile=tile, overlap=overlap)
 
 
 def make_noisy_test_set(clean: ImageSet, noise: NoiseModel, seed: int = 0) -> tuple[ImageSet, torch.Tensor]:

@@ -114,10 +114,13 @@ class JDDTask(DenoiseTask):
 def task_from_metadata(meta: dict):
     """The task a checkpoint was trained for (its metadata's task/scale/pattern)."""
     task = meta.get("task", "denoise")
-    if task == "sr":
-        return SRTask(int(meta.get("scale", 2)))
-    if task == "jdd":
-        return JDDTask(meta.get("pattern", "RGGB"))
+    try:
+        if task == "sr":
+            return SRTask(int(meta.get("scale", 2)))
+        if task == "jdd":
+            return JDDTask(meta.get("pattern", "RGGB"))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"checkpoint metadata: bad {task} record: {exc}") from None
     return DenoiseTask()
 
 

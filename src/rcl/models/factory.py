@@ -21,7 +21,7 @@ class ModelConfig(BaseModel):
         depth: down-sampling stages (U-Net) or conv layers (DnCNN).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     arch: Literal["unet", "dncnn"] = "unet"
     in_channels: int = Field(1, ge=1, le=16)

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class PretrainConfig(_Config):
@@ -40,7 +40,7 @@ class PretrainConfig(_Config):
     similarity: Literal["emd", "l2", "cosine"] = "emd"
     normalize: bool = True
     mask_ratio: float = Field(0.03, gt=0, lt=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)
 
 
 class FinetuneConfig(_Config):
@@ -66,4 +66,4 @@ class FinetuneConfig(_Config):
     loss: Literal["l2", "l1"] = "l2"
     label_fraction: float = Field(1.0, gt=0, le=1)
     resample_noise: bool = True
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)

@@ -77,13 +77,13 @@ def train(model: nn.Module, method: Method, steps: int, lr: float, generator: to
                 writer.writerow(row)
             if step % 10 == 0 or step == steps:
                 bar.set_postfix(loss=f"{logs.get('loss', loss.item()):.4g}")
+        if fh is not None:
+            fh.close()
+            os.replace(part, log_path)
     except BaseException:
         if fh is not None:
             fh.close()
             part.unlink(missing_ok=True)  # never leave a half-written log behind
         raise
-    if fh is not None:
-        fh.close()
-        os.replace(part, log_path)
     model.eval()
     return history
