@@ -522,7 +522,7 @@ def demo(
 @app.command()
 @_errors_to_exit
 def benchmark(
-    config: Annotated[str, typer.Argument(help="Preset name (smoke, default, colour) or a YAML config file.")],
+    config: Annotated[str, typer.Argument(help="Preset name (smoke, default, colour, smoke-tasks, sr-gray, sr-colour, jdd) or a YAML config file.")],
     data_root: Annotated[Optional[Path], typer.Option(help="Folder the config's data paths are relative to "
                                                           "(e.g. ../shared/data).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default runs/benchmark-<config>); "
