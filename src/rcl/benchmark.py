@@ -538,6 +538,7 @@ class BenchmarkConfig(_Strict):
 
     Attributes:
         name: shown in the report.
+        note: a warning shown in bold at the top of the report (e.g. "smoke budget: numbers mean nothing").
         data_root: relative data paths resolve against it (None: the current folder).
         data: training images and test sets.
         model: architecture (:class:`rcl.models.ModelConfig` fields; channels default to
@@ -562,6 +563,7 @@ class BenchmarkConfig(_Strict):
     """
 
     name: str = "benchmark"
+    note: str | None = None
     data_root: Path | None = None
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -2230,6 +2232,8 @@ def _report(runner: _Runner, out_name: str, command: str, seconds: float, starte
     rows_json: list[dict] = []
     md: list[str] = []
     md.append(f"# rcl benchmark — {cfg.name}\n\n")
+    if cfg.note:
+        md.append(f"> **{cfg.note.strip()}**\n\n")
     md.append(f"Run folder `{out_name}`, started {started}, {seconds / 60:.1f} min of wall time in this run "
               f"({len(runner.computed)} cells computed, {len(runner.cached)} reused from the cache).\n\n")
     tasks = [name for name, on in (("denoising", den), ("super-resolution", cfg.tasks.sr is not None),

@@ -342,7 +342,9 @@ def finetune(
     save_checkpoint(out, model, mcfg, stage="finetune", init=str(init) if init else None,
                     init_stage=meta.get("stage"), noise=noise, training=cfg.model_dump(),
                     labelled_images=labelled, final_loss=hist[-1]["loss"], **extra)
-    typer.echo(f"wrote {out} ({task.value}, {len(labelled)} labelled image(s), final loss {hist[-1]['loss']:.4g})")
+    shown = ", ".join(labelled[:5]) + (f", … ({len(labelled) - 5} more)" if len(labelled) > 5 else "")
+    typer.echo(f"wrote {out} ({task.value}; {len(labelled)} labelled image(s): {shown}; "
+               f"final loss {hist[-1]['loss']:.4g})")
 
 
 def _overlap(tile: Optional[int], even: bool = False) -> int:

@@ -67,8 +67,22 @@ def plot_loss_curves(curves: dict[str, list[dict]], path: Path, keys=("loss",)) 
     return save_figure(fig, path)
 
 
+def _busiest_window(img, crop: int) -> tuple[int, int]:
+    """Top-left corner of the crop×crop window (on a half-crop grid) with the largest std."""
+    _, h, w = img.shape
+    best, corner = -1.0, (max(0, (h - crop) // 2), max(0, (w - crop) // 2))
+    step = max(1, crop // 2)
+    for t in range(0, max(1, h - crop + 1), step):
+        for left in range(0, max(1, w - crop + 1), step):
+            v = float(img[:, t:t + crop, left:left + crop].std())
+            if v > best:
+                best, corner = v, (t, left)
+    return corner
+
+
 def plot_restorations(panels: list[tuple[str, list]], titles: list[str], path: Path, crop: int = 128) -> Path:
-    """Grid: one row per image, one column per panel (e.g. noisy / restored / clean), centre crops.
+    """Grid: one row per image, one column per panel (e.g. noisy / restored / clean); each row shows
+    the crop×crop window where the last panel (the clean image) has the most detail.
 
     ``panels`` = [(column title, [(C, H, W) tensors per row])].
     """
@@ -79,11 +93,12 @@ def plot_restorations(panels: list[tuple[str, list]], titles: list[str], path: P
 
     n_rows, n_cols = len(titles), len(panels)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.6 * n_cols, 2.7 * n_rows), squeeze=False)
+    # per row, the crop window where the last panel (the clean reference) has the most detail
+    corners = [_busiest_window(panels[-1][1][i], crop) for i in range(n_rows)]
     for j, (col, imgs) in enumerate(panels):
         for i in range(n_rows):
             img = imgs[i].clamp(0, 1)
-            _, h, w = img.shape
-            t, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+            t, left = corners[i]
             c = img[:, t:t + crop, left:left + crop].permute(1, 2, 0).numpy()
             ax = axes[i][j]
             ax.imshow(c[..., 0] if c.shape[2] == 1 else c, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
