@@ -14,6 +14,7 @@ from rcl.data.io import read_image, write_image
 
 from .test_cli import _photo_crops
 
+pytestmark = pytest.mark.filterwarnings("ignore::rcl.data.degradations.CropWarning")  # odd test sizes, on purpose
 runner = CliRunner()
 TINY = ["--steps", "2", "--width", "4", "--depth", "2", "--no-progress"]
 

@@ -101,6 +101,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .reporting import finite_json
 from .models.factory import ModelConfig
 from .training.baselines import BaselineConfig
 from .training.config import FinetuneConfig, PretrainConfig
@@ -953,15 +954,6 @@ def _json_default(o):
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
-def _clean_json(o):
-    """NaN/inf → None (strict JSON), recursively."""
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if isinstance(o, dict):
-        return {k: _clean_json(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean_json(v) for v in o]
-    return o
 
 
 class _Runner:
@@ -1486,7 +1478,7 @@ class _Runner:
                    "test": cell.test, "noise": cell.noise, "predictor": cell.predictor, "protocol_seed": EVAL_SEED,
                    "seconds": time.time() - t0, **r.to_dict(),
                    "psnr_rgb": sum(rgb) / len(rgb) if rgb else None}
-        _atomic_json(cell.path, _clean_json(payload))
+        _atomic_json(cell.path, finite_json(payload))
         return payload
 
     def compute_eval(self, cell: EvalCell) -> dict:
@@ -1502,7 +1494,7 @@ class _Runner:
         payload = {"hash": cell.hash, "key": cell.key, "row": list(cell.row), "test": cell.test, "noise": cell.noise,
                    "predictor": cell.predictor, "protocol_seed": EVAL_SEED, "seconds": time.time() - t0,
                    **res[cell.key].to_dict()}
-        _atomic_json(cell.path, _clean_json(payload))
+        _atomic_json(cell.path, finite_json(payload))
         return payload
 
     def run(self) -> None:
@@ -1760,7 +1752,7 @@ def _n_params(cfg: ModelConfig) -> int:
 
 def config_dict(cfg: BenchmarkConfig) -> dict:
     """The config as plain JSON-able data that :class:`BenchmarkConfig` reads back (paths absolute)."""
-    d = _clean_json(json.loads(cfg.model_dump_json()))
+    d = finite_json(json.loads(cfg.model_dump_json()))
     for k in ("label_fraction", "seed"):  # set per cell, not in the finetune section
         d["finetune"].pop(k, None)
     return d
@@ -2397,7 +2389,7 @@ def run_benchmark(config: BenchmarkConfig, out: Path, progress: bool = True, com
                              "cached": runner.cached},
                    **summary}
         _atomic_text(work / "config.yaml", _yaml_dump(config))
-        _atomic_json(work / "results.json", _clean_json(results))
+        _atomic_json(work / "results.json", finite_json(results))
         _atomic_text(work / "report.md", md)
     except BaseException:
         print(f"benchmark stopped; finished cells are kept in {work} — rerun the same command to resume",

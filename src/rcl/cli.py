@@ -353,19 +353,6 @@ def _overlap(tile: Optional[int], even: bool = False) -> int:
     return ov - ov % 2 if even else ov
 
 
-def _finite(obj):
-    """JSON-safe copy: NaN/inf floats become None (JSON has no such numbers)."""
-    import math
-
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 @app.command()
 @_errors_to_exit
 def evaluate(
@@ -391,7 +378,7 @@ def evaluate(
     from .evaluation import evaluate as run_evaluate
     from .evaluation import model_denoiser
     from .evaluation.tasks import task_from_metadata
-    from .reporting import print_table
+    from .reporting import finite_json, print_table
 
     if channels is not None and channels not in (1, 3):
         raise UsageError(f"--channels must be 1 or 3, got {channels}")
@@ -433,7 +420,7 @@ def evaluate(
     if json_out is not None:
         payload = {"data": str(data), "task": task.name, "scale": task.scale, "noise": noise, "seed": seed,
                    "results": {k: r.to_dict() for k, r in results.items()}}
-        text = json.dumps(_finite(payload), indent=2, allow_nan=False)
+        text = json.dumps(finite_json(payload), indent=2, allow_nan=False)
         atomic_write_bytes(json_out, lambda tmp: tmp.write_text(text))
         typer.echo(f"wrote {json_out}")
 

@@ -8,6 +8,19 @@ from pathlib import Path
 from .data.io import atomic_write_bytes
 
 
+def finite_json(obj):
+    """JSON-safe copy: NaN/inf floats become None (strict JSON has no such numbers), recursively."""
+    import math
+
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
 def print_table(title: str, rows: list[dict]) -> None:
     """Print rows with keys method / psnr (dB) / ssim as a rich table."""
     from rich.console import Console
