@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from pydantic import ValidationError
 from torch import nn
 

@@ -71,7 +71,7 @@ class GaussianNoise(NoiseModel):
 class GaussianRangeNoise(NoiseModel):
     """Additive Gaussian noise whose σ is drawn per image from U[sigma_min, sigma_max].
 
-    This is RCL's setting (Dong et al., 2022, Sec. 3): the noise distribution differs from image
+    This is RCL's setting (Dong et al., 2022, arXiv 2106.10070): the noise distribution differs from image
     to image, so the residual carries an image-specific signature. Default U[5, 50]/255.
     """
 

@@ -3,9 +3,9 @@
 For one channel, the empirical distributions of two equal-size samples a, b of n values have
 W1(a, b) = (1/n) Σ_k |a_(k) − b_(k)|, with a_(k) the k-th order statistic (the 1-D optimal
 transport plan matches sorted values). For unequal sizes the integral of |F_a^{-1} − F_b^{-1}| is
-taken exactly over the merged breakpoints k/n and k/m of the two step quantile functions. The distance of multi-channel tensors
-(C, ...) is the mean of the per-channel distances. Sorting is differentiable almost everywhere, so
-the EMD can drive training (Dong et al., 2022, RCL, Sec. 3.2 use the EMD between residuals).
+taken exactly over the merged breakpoints k/n and k/m of the two step quantile functions. The
+distance of multi-channel tensors (C, ...) is the mean of the per-channel distances. Sorting is differentiable almost everywhere, so
+the EMD can drive training (RCL, Dong et al., 2022, arXiv 2106.10070, compares residuals by their EMD).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ def nt_xent_from_logits(logits: torch.Tensor) -> torch.Tensor:
 
 
 class ResidualNTXent(nn.Module):
-    """RCL's instance-discrimination loss on residuals (Dong et al., 2022, Sec. 3.2).
+    """RCL's instance-discrimination loss on residuals (Dong et al., 2022, arXiv 2106.10070).
 
     Logits s_ij = −EMD(n̂_i, n̂_j)/τ between residual crops; NT-Xent over the 2B crops.
 

@@ -1,4 +1,4 @@
-"""The RCL pre-training objective (Dong et al., 2022, arXiv 2106.10070, Sec. 3).
+"""The RCL pre-training objective (Dong et al., 2022, arXiv 2106.10070).
 
     L = w_c · NT-Xent( −EMD(n̂_i, n̂_j)/τ ) + λ · L_consistency,
 
