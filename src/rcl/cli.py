@@ -531,7 +531,7 @@ def benchmark(
             raise UsageError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
     name = Path(config).stem if config.endswith((".yaml", ".yml")) else config
-    out = out if out is not None else Path("runs") / f"benchmark-{name}"
+    out = (out if out is not None else Path("runs") / f"benchmark-{name}").resolve()
     report = run_benchmark(cfg, out, progress=progress, command=" ".join(["rcl"] + sys.argv[1:]))
     typer.echo(f"report: {report}")
 
