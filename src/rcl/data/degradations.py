@@ -270,6 +270,17 @@ _H_G = torch.tensor([[0.0, 1.0, 0.0], [1.0, 4.0, 1.0], [0.0, 1.0, 0.0]]) / 4
 _H_RB = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 4
 
 
+def _check_mosaic(mosaic: torch.Tensor, min_side: int, what: str) -> tuple[int, int]:
+    """Validate a (B, 1, H, W) mosaic batch with H, W >= min_side; return (H, W)."""
+    _check_batch(mosaic, "mosaic batch")
+    if mosaic.shape[1] != 1:
+        raise ValueError(f"a Bayer mosaic has 1 channel, got {mosaic.shape[1]}")
+    h, w = mosaic.shape[-2:]
+    if h < min_side or w < min_side:
+        raise ValueError(f"{what} needs at least {min_side}×{min_side} pixels, got {w}×{h}")
+    return h, w
+
+
 def bilinear_demosaic(mosaic: torch.Tensor, pattern: str = "RGGB") -> torch.Tensor:
     """Differentiable bilinear demosaicking, (B, 1, H, W) → (B, 3, H, W).
 
@@ -277,12 +288,7 @@ def bilinear_demosaic(mosaic: torch.Tensor, pattern: str = "RGGB") -> torch.Tens
     the border is handled by a CFA-consistent reflection (see :func:`demosaic_classical`), so the
     result equals ``demosaic_classical(m, pattern, "bilinear")``. H, W ≥ 2.
     """
-    _check_batch(mosaic, "mosaic batch")
-    if mosaic.shape[1] != 1:
-        raise ValueError(f"a Bayer mosaic has 1 channel, got {mosaic.shape[1]}")
-    h, w = mosaic.shape[-2:]
-    if h < 2 or w < 2:
-        raise ValueError(f"demosaicking needs at least 2×2 pixels, got {w}×{h}")
+    h, w = _check_mosaic(mosaic, 2, "demosaicking")
     masks = bayer_masks(h, w, pattern).to(device=mosaic.device, dtype=mosaic.dtype)
     planes = F.pad(mosaic * masks.unsqueeze(0), (1, 1, 1, 1), mode="reflect")
     k = torch.stack([_H_RB, _H_G, _H_RB]).unsqueeze(1).to(device=mosaic.device, dtype=mosaic.dtype)
@@ -304,12 +310,7 @@ def malvar_demosaic(mosaic: torch.Tensor, pattern: str = "RGGB") -> torch.Tensor
     Gradient-corrected linear interpolation with the kernels of colour-demosaicing; borders by a
     CFA-consistent 2-px reflection, so it equals ``demosaic_classical(m, pattern, "malvar")``.
     """
-    _check_batch(mosaic, "mosaic batch")
-    if mosaic.shape[1] != 1:
-        raise ValueError(f"a Bayer mosaic has 1 channel, got {mosaic.shape[1]}")
-    h, w = mosaic.shape[-2:]
-    if h < 3 or w < 3:
-        raise ValueError(f"Malvar demosaicking needs at least 3×3 pixels, got {w}×{h}")
+    h, w = _check_mosaic(mosaic, 3, "Malvar demosaicking")
     k = torch.stack([_M_G, _M_ROW, _M_ROW.T, _M_DIAG]).unsqueeze(1).to(device=mosaic.device, dtype=mosaic.dtype)
     g_at_rb, row, col, diag = F.conv2d(F.pad(mosaic, (2, 2, 2, 2), mode="reflect"), k).unbind(1)
     r_m, g_m, b_m = bayer_masks(h, w, pattern).to(mosaic.device)
