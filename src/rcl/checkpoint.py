@@ -137,7 +137,7 @@ def load_checkpoint(path: str | os.PathLike, expect: ModelConfig | None = None) 
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit {_describe(cfg)}: {str(exc).splitlines()[0]}") from exc
+        raise CheckpointError(f"{path}: weights do not fit {_describe(cfg)}: {' '.join(str(exc).split())[:300]}") from exc
     model.eval()
     return model, meta
 
@@ -165,7 +165,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True)
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise CheckpointError(f"{path}: weights do not fit the model: {str(exc).splitlines()[0]}") from exc
+            raise CheckpointError(f"{path}: weights do not fit the model: {' '.join(str(exc).split())[:300]}") from exc
         return {**meta, "loaded_keys": len(state), "skipped_keys": 0}
     fit = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not fit:

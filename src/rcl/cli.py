@@ -545,6 +545,7 @@ def main() -> None:  # console-script entry point
     import signal
 
     signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
     try:
         app()
     except KeyboardInterrupt:
