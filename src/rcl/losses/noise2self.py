@@ -104,16 +104,15 @@ def n2s_predict(model: nn.Module, x: torch.Tensor, grid: int = 4) -> torch.Tenso
     """
     single = x.ndim == 3
     xb = x.unsqueeze(0) if single else x
-    was_training = model.training
-    model.eval()
-    try:
+    from ..evaluation.inference import inference_layout, to_layout
+
+    with inference_layout(model):
         out = torch.zeros_like(xb)
         for dy in range(min(grid, xb.shape[-2])):
             for dx in range(min(grid, xb.shape[-1])):
                 masked, mask = n2s_mask(xb, grid, phase=(dy, dx))
-                out = torch.where(mask, model(masked), out)
-    finally:
-        model.train(was_training)
+                out = torch.where(mask, model(to_layout(masked)), out)
+    out = out.contiguous()
     return out[0] if single else out
 
 
