@@ -257,3 +257,18 @@ def test_refuses_a_foreign_output_folder(data_root, tmp_path):
     with pytest.raises(FileExistsError, match="not an rcl benchmark folder"):
         run_benchmark(cfg, foreign, progress=False)
     assert (foreign / "holiday.jpg").read_bytes() == b"not ours"
+
+
+def test_log_history_counts_runs_and_sums_computed_cells(tmp_path):
+    """A resumed run's report states the total compute time of all runs, read from benchmark.log."""
+    from rcl.benchmark import _log_history
+
+    log = tmp_path / "benchmark.log"
+    log.write_text("2026-01-01 10:00:00 start: 5 cells\n"
+                   "2026-01-01 10:01:00 computed pretrain rcl (60.0 s)\n"
+                   "2026-01-01 10:02:00 start: 5 cells\n"
+                   "2026-01-01 10:02:00 cached   pretrain rcl\n"
+                   "2026-01-01 10:02:30 computed eval rcl (0 labels) | Set12 gaussian:25 (30.5 s)\n")
+    h = _log_history(log)
+    assert h == {"runs": 2, "first": "2026-01-01 10:00:00", "cell_seconds": 90.5}
+    assert _log_history(tmp_path / "missing.log") is None

@@ -142,7 +142,7 @@ def plot_metric_vs_fraction(panels: list[tuple[str, dict, dict]], path: Path, yl
     n = max(1, len(panels))
     ncols = min(ncols, n)
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.4 * nrows), squeeze=False, layout="constrained")
     styles = [":", "--", "-."]
     for ax, (title, series, refs) in zip(axes.flat, panels):
         for label, (xs, ys, errs) in series.items():
