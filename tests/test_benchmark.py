@@ -272,3 +272,21 @@ def test_log_history_counts_runs_and_sums_computed_cells(tmp_path):
     h = _log_history(log)
     assert h == {"runs": 2, "first": "2026-01-01 10:00:00", "cell_seconds": 90.5}
     assert _log_history(tmp_path / "missing.log") is None
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data (the smoke preset's Train400 and Set12)")
+def test_smoke_preset_as_shipped_via_cli(tmp_path):
+    """Acceptance of the baselines issue: `rcl benchmark smoke` itself (not a shrunken override) runs
+    in CI and writes its report with the claims and the BM3D check."""
+    from typer.testing import CliRunner
+
+    from rcl.cli import app
+
+    out = tmp_path / "bench-smoke"
+    res = CliRunner().invoke(app, ["benchmark", "smoke", "--data-root", str(SHARED), "-o", str(out),
+                                   "--no-progress", "--threads", "2"])
+    assert res.exit_code == 0, res.output
+    report = (out / "report.md").read_text()
+    for section in ("## Results", "## BM3D protocol check", "## Published numbers", "## Claims", "**Claim 4"):
+        assert section in report
+    assert (out / "psnr_vs_fraction.png").stat().st_size > 0 and (out / "samples.png").stat().st_size > 0
