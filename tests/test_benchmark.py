@@ -290,3 +290,16 @@ def test_smoke_preset_as_shipped_via_cli(tmp_path):
     for section in ("## Results", "## BM3D protocol check", "## Published numbers", "## Claims", "**Claim 4"):
         assert section in report
     assert (out / "psnr_vs_fraction.png").stat().st_size > 0 and (out / "samples.png").stat().st_size > 0
+
+
+def test_file_ids_change_with_content_of_same_size(tmp_path):
+    """Cells are keyed by image content, so an image edited in place with the same byte size
+    (uncompressed BMP/TIFF) invalidates the cached cells instead of reusing stale results."""
+    from rcl.benchmark import _file_ids
+
+    f = tmp_path / "a.bmp"
+    f.write_bytes(b"\x00" * 64)
+    before = _file_ids([f])
+    f.write_bytes(b"\x01" * 64)
+    after = _file_ids([f])
+    assert before[0][:2] == after[0][:2] and before != after

@@ -78,6 +78,17 @@ def test_jdd_pretrain_finetune_restore_and_refusals(tmp_path, rgb):
     _ok(["denoise", str(jdd), str(mos), "-o", str(tmp_path / "o2")])
     out, info = read_image(tmp_path / "o2" / "m.png")
     assert out.shape == (3, 31, 45)
+    # a mosaic under 2×2 in a folder is refused before any output is written, naming the file
+    write_image(mos / "z_row.png", torch.rand(1, 1, 50))
+    res = runner.invoke(app, ["denoise", str(jdd), str(mos), "-o", str(tmp_path / "o4")])
+    assert res.exit_code == 2 and "z_row.png" in res.output and "2×2" in res.output
+    assert not (tmp_path / "o4").exists() or not any((tmp_path / "o4").iterdir())
+    (mos / "z_row.png").unlink()
+    # tiles too small for the network's context are refused
+    res = runner.invoke(app, ["denoise", str(jdd), str(mos), "-o", str(tmp_path / "o5"), "--tile", "8"])
+    assert res.exit_code == 2 and "--tile must be >= 32" in res.output
+    res = runner.invoke(app, ["evaluate", str(jdd), "--data", str(rgb), "--tile", "4"])
+    assert res.exit_code == 2 and "--tile must be >= 32" in res.output
     # the packed pre-training checkpoint is not a restorer, and cannot start a denoising fine-tune
     res = runner.invoke(app, ["denoise", str(pre), str(mos), "-o", str(tmp_path / "o3")])
     assert res.exit_code == 2 and "--task jdd" in res.output

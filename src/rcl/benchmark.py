@@ -981,7 +981,7 @@ class _Runner:
             files = files[: d.max_train_images]
         self.n_train = len(files)
         # cells depend on the images through their names and byte sizes (cheap; not their contents)
-        self.train_id = {"images": [(p.name, p.stat().st_size) for p in files], "channels": d.channels}
+        self.train_id = {"images": _file_ids(files), "channels": d.channels}
         self.test_ids: dict[tuple, dict] = {}
         self.model_dump = cfg.model.model_dump()
         self.jdd_n_train, self.jdd_train_id = 0, None
@@ -991,7 +991,7 @@ class _Runner:
             if jmax:
                 jfiles = jfiles[:jmax]
             self.jdd_n_train = len(jfiles)
-            self.jdd_train_id = {"images": [(p.name, p.stat().st_size) for p in jfiles], "channels": 3}
+            self.jdd_train_id = {"images": _file_ids(jfiles), "channels": 3}
         self._plan()
 
     # -- data --------------------------------------------------------------------------------
@@ -1024,7 +1024,7 @@ class _Runner:
             files = image_paths(t.path)
             if limit is not None:
                 files = files[:limit]
-            self.test_ids[key] = {"images": [(p.name, p.stat().st_size) for p in files], "channels": t.channels,
+            self.test_ids[key] = {"images": _file_ids(files), "channels": t.channels,
                                   "crop": t.crop}
         return self.test_ids[key]
 
@@ -1086,7 +1086,7 @@ class _Runner:
         files = image_paths(t.path)
         if limit is not None:
             files = files[:limit]
-        return {"images": [(p.name, p.stat().st_size) for p in files], "channels": t.channels, "crop": t.crop,
+        return {"images": _file_ids(files), "channels": t.channels, "crop": t.crop,
                 "multiple": multiple}
 
     def task_test(self, t: TestSetConfig, limit: int | None, multiple: int, min_size: int, why: str):
@@ -2221,6 +2221,12 @@ def _denoise_sections(runner: _Runner, md: list[str], rows_json: list[dict], cla
                                             ("s", "larger seed std (dB)", ""), ("o", "outcome", "")]) +
                       "\n</details>\n")
     return abl_json, chk, pub_rows
+
+
+def _file_ids(files) -> list:
+    """(name, size, SHA-1 of the bytes) per file: part of every cell hash, so an image edited in
+    place (same name and size, e.g. an uncompressed BMP/TIFF) invalidates the cells that used it."""
+    return [(p.name, p.stat().st_size, hashlib.sha1(p.read_bytes()).hexdigest()) for p in files]
 
 
 def _log_history(log_path: Path) -> dict | None:

@@ -175,3 +175,10 @@ def test_describe():
     assert "30" in PoissonNoise(30).describe()
     assert PoissonGaussianNoise().describe().startswith("poisson-gaussian")
     assert RealNoise().describe().startswith("real")
+
+
+@pytest.mark.parametrize("peak", [4e38, 1e300, 2e9])
+def test_poisson_peak_too_large_is_refused(peak):
+    """A peak beyond float32's range would crash torch.poisson; it is refused with a clear message."""
+    with pytest.raises(ValueError, match="peak"):
+        PoissonNoise(peak)

@@ -103,8 +103,9 @@ class PoissonNoise(NoiseModel):
     name = "poisson"
 
     def __post_init__(self):
-        if not (math.isfinite(self.peak) and self.peak > 0):
-            raise ValueError(f"peak λ must be finite and > 0, got {self.peak}")
+        if not (math.isfinite(self.peak) and 0 < self.peak <= 1e9):
+            raise ValueError(f"peak λ must be in (0, 1e9] (beyond that Poisson noise is negligible and the rate "
+                             f"overflows float32), got {self.peak:g}")
 
     def apply(self, clean, generator):
         rate = clean.clamp(min=0) * self.peak
