@@ -284,7 +284,7 @@ def test_smoke_preset_as_shipped_via_cli(tmp_path):
 
     out = tmp_path / "bench-smoke"
     res = CliRunner().invoke(app, ["benchmark", "smoke", "--data-root", str(SHARED), "-o", str(out),
-                                   "--no-progress", "--threads", "2"])
+                                   "--no-progress"])
     assert res.exit_code == 0, res.output
     report = (out / "report.md").read_text()
     for section in ("## Results", "## BM3D protocol check", "## Published numbers", "## Claims", "**Claim 4"):
