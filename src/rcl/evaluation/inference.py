@@ -14,7 +14,8 @@ def inference_layout(model: nn.Module):
 
     oneDNN's CPU convolutions run faster on channels-last tensors: for the default U-Net on a
     481×321 image, 0.33 → 0.22 s (grayscale) and 0.33 → 0.25 s (RGB) on one thread, measured
-    on the development machine; the output values differ only by float rounding (≤ 1e-6). The weights are converted back to the contiguous layout on exit, so a model that is
+    on the development machine; the output values differ only by float rounding (≤ 1e-6).
+    The weights are converted back to the contiguous layout on exit, so a model that is
     being trained is left as it was (the ``nn.Parameter`` objects are kept, so an optimizer's
     references stay valid). Feed inputs through :func:`to_layout`.
     """
