@@ -85,6 +85,7 @@ the task figures, ``config.yaml``, ``benchmark.log`` and ``cache/``.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -2225,8 +2226,18 @@ def _denoise_sections(runner: _Runner, md: list[str], rows_json: list[dict], cla
 
 def _file_ids(files) -> list:
     """(name, size, SHA-1 of the bytes) per file: part of every cell hash, so an image edited in
-    place (same name and size, e.g. an uncompressed BMP/TIFF) invalidates the cells that used it."""
-    return [(p.name, p.stat().st_size, hashlib.sha1(p.read_bytes()).hexdigest()) for p in files]
+    place (same name and size, e.g. an uncompressed BMP/TIFF) invalidates the cells that used it.
+    The digest is memoised on (path, size, mtime), so planning many cells reads each file once."""
+    out = []
+    for p in files:
+        st = p.stat()
+        out.append((p.name, st.st_size, _sha1_of(str(p), st.st_size, st.st_mtime_ns)))
+    return out
+
+
+@functools.lru_cache(maxsize=8192)
+def _sha1_of(path: str, size: int, mtime_ns: int) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
 
 
 def _log_history(log_path: Path) -> dict | None:

@@ -351,6 +351,12 @@ def finetune(
 MIN_TILE = 32  # below this, tiled output drifts far from whole-image output (measured: JDD, tile 8 → 77/255)
 
 
+def _check_tile(tile: Optional[int]) -> None:
+    if tile is not None and tile < MIN_TILE:
+        raise UsageError(f"--tile must be >= {MIN_TILE} (smaller tiles leave the network too little context "
+                         f"and change the output), got {tile}")
+
+
 def _overlap(tile: Optional[int], even: bool = False) -> int:
     """Tile overlap for a tile size: up to 16 px, always < tile/2 (even for Bayer inputs)."""
     ov = min(16, max(0, (tile or 34) // 2 - 1))
@@ -386,9 +392,7 @@ def evaluate(
 
     if channels is not None and channels not in (1, 3):
         raise UsageError(f"--channels must be 1 or 3, got {channels}")
-    if tile is not None and tile < MIN_TILE:
-        raise UsageError(f"--tile must be >= {MIN_TILE} (smaller tiles leave the network too little context "
-                         f"and change the output), got {tile}")
+    _check_tile(tile)
     if json_out is not None:
         _check_outputs({"--json": json_out}, [data, *checkpoints])
     models = [(ck, *load_checkpoint(ck)) for ck in checkpoints]
@@ -450,9 +454,7 @@ def denoise(
     from .evaluation.inference import predict
     from .evaluation.tasks import task_from_metadata
 
-    if tile is not None and tile < MIN_TILE:
-        raise UsageError(f"--tile must be >= {MIN_TILE} (smaller tiles leave the network too little context "
-                         f"and change the output), got {tile}")
+    _check_tile(tile)
     model, meta = load_checkpoint(checkpoint)
     if meta.get("data") == "packed-bayer":
         raise UsageError(f"{checkpoint}: an RCL pre-training on packed Bayer mosaics, not a restoration model; "
@@ -478,18 +480,16 @@ def denoise(
     if len({d.resolve() for _, d in plan}) != len(plan):
         raise UsageError(f"{inputs}: two inputs map to the same output name (same stem and suffix)")
     _check_writable_target(output / "x", "--output")
-    # Read and check every input before writing anything.
+    # Read and check every input before writing anything (each is read again below, so that only
+    # one image is in memory at a time).
     for p, _ in plan:
         img, info = read_image(p)
         try:
-            task.check_model_input(info.channels, want, str(p))
+            task.check_model_input(info.channels, want, str(p), size=tuple(img.shape[-2:]))
         except ValueError as exc:
             raise UsageError(f"{exc} ({checkpoint.name} is a {task.describe()} model)") from None
         if tile is not None and task.name == "jdd" and tile % 2:
             raise UsageError(f"--tile must be even for a JDD model (Bayer phase), got {tile}")
-        if task.name == "jdd" and min(img.shape[-2:]) < 2:
-            raise UsageError(f"{p}: a Bayer mosaic needs at least 2×2 pixels, got "
-                             f"{img.shape[-1]}×{img.shape[-2]}")
     for p, dest in plan:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # warnings were shown during the check above

@@ -39,7 +39,10 @@ class DenoiseTask:
     def score(self, out: torch.Tensor, target: torch.Tensor) -> dict:
         return {"psnr": psnr(out, target), "ssim": ssim(out, target)}
 
-    def check_model_input(self, channels: int, model_channels: int, what: str) -> None:
+    def check_model_input(self, channels: int, model_channels: int, what: str,
+                          size: tuple[int, int] | None = None) -> None:
+        """Raise ValueError naming ``what`` if an input of ``channels`` (and (H, W) ``size``) does
+        not fit the model."""
         if channels != model_channels:
             raise ValueError(f"{what}: has {channels} channel(s); the model takes {model_channels}")
 
@@ -105,10 +108,13 @@ class JDDTask(DenoiseTask):
 
         return demosaic_classical(inp, self.pattern, "bilinear")
 
-    def check_model_input(self, channels: int, model_channels: int, what: str) -> None:
+    def check_model_input(self, channels: int, model_channels: int, what: str,
+                          size: tuple[int, int] | None = None) -> None:
         if channels != 1:
             raise ValueError(f"{what}: a JDD model takes a one-channel Bayer mosaic ({self.pattern}), "
                              f"not a {channels}-channel image")
+        if size is not None and min(size) < 2:
+            raise ValueError(f"{what}: a Bayer mosaic needs at least 2×2 pixels, got {size[1]}×{size[0]}")
 
 
 def task_from_metadata(meta: dict):
