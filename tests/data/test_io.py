@@ -201,8 +201,9 @@ def test_float_tiff_in_range_and_out_of_range(tmp_path):
 
     arr = np.random.default_rng(4).random((H, W)).astype(np.float32)
     tifffile.imwrite(tmp_path / "f.tif", arr)
-    out, _ = read_image(tmp_path / "f.tif")
+    out, info = read_image(tmp_path / "f.tif")
     np.testing.assert_array_equal(out[0].numpy(), arr)
+    assert info.bit_depth == 32 and info.is_float and info.channels == 1  # float, not "16-bit"
     tifffile.imwrite(tmp_path / "bad.tif", arr * 3)
     with pytest.raises(ImageReadError, match="bad.tif"):
         read_image(tmp_path / "bad.tif")

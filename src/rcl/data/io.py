@@ -7,13 +7,28 @@ image can be written back with the same depth and channel count.
 Readers: Pillow for PNG/JPEG/BMP/WebP, pypng for 16-bit PNG (Pillow silently truncates 16-bit
 RGB PNGs to 8 bits), tifffile for TIFF. Writers mirror this. Writes are atomic: the data goes to
 a temporary file in the destination folder which is then renamed over the target.
+
+Floating-point TIFFs (float16/32/64, values in [0, 1]) are read as float32 and reported with
+``ImageInfo.bit_depth == 32``; writing with ``bit_depth=32`` gives a float32 TIFF again (clamped
+to [0, 1], not quantised), so a float input is not silently turned into integers.
+
+Size limit: every reader checks the size an image file *declares* in its header (width × height)
+before decoding any pixel data, and refuses files over :func:`max_pixels` pixels —
+``DEFAULT_MAX_PIXELS`` (100 megapixels) unless the environment variable ``RCL_MAX_PIXELS`` gives
+another positive pixel count — with one :class:`ImageReadError` message whatever the format. A
+tiny file that declares a huge size (a "decompression bomb") is thus refused at once instead of
+exhausting memory. Pillow's own decompression-bomb check (``PIL.Image.MAX_IMAGE_PIXELS``) is
+lifted while rcl reads with Pillow, so that this limit is the only one that applies.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +36,14 @@ import numpy as np
 import torch
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+"""Suffixes rcl lists as images, and the suffixes it can write (see :func:`check_output_format`)."""
+TIFF_SUFFIXES = (".tif", ".tiff")
+FLOAT_BIT_DEPTH = 32
+"""``ImageInfo.bit_depth`` / ``write_image`` bit depth meaning float32 samples (TIFF only)."""
+DEFAULT_MAX_PIXELS = 100_000_000
+"""Default limit on the declared width × height of an image read (100 megapixels)."""
+MAX_PIXELS_ENV = "RCL_MAX_PIXELS"
+_MAX_CHANNELS = 4  # gray, gray+alpha, RGB, RGBA: more samples per pixel are refused before decoding
 
 
 class ImageReadError(ValueError):
@@ -33,13 +56,82 @@ class ImageInfo:
 
     Attributes:
         path: the source file.
-        bit_depth: 8 or 16 (bits per channel of the source).
+        bit_depth: bits per channel of the source: 8 or 16 (integer samples), or 32 meaning
+            floating-point samples (a float16/32/64 TIFF, read as float32; written back as a
+            float32 TIFF, see :func:`write_image`).
         channels: 1 (grayscale) or 3 (RGB).
     """
 
     path: Path
     bit_depth: int
     channels: int
+
+    @property
+    def is_float(self) -> bool:
+        """True when the source held floating-point samples (``bit_depth == 32``)."""
+        return self.bit_depth == FLOAT_BIT_DEPTH
+
+
+def max_pixels() -> int:
+    """The largest declared width × height (in pixels) that :func:`read_image` accepts.
+
+    ``DEFAULT_MAX_PIXELS`` (100 000 000) unless the environment variable ``RCL_MAX_PIXELS`` is set
+    (and not empty); it is read on each call.
+
+    Raises:
+        ValueError: ``RCL_MAX_PIXELS`` is not a positive integer (e.g. ``abc``, ``0``, ``-5``, ``1e9``).
+    """
+    raw = os.environ.get(MAX_PIXELS_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_MAX_PIXELS
+    text = raw.strip()
+    if not re.fullmatch(r"[0-9]+", text) or int(text) <= 0:
+        raise ValueError(f"{MAX_PIXELS_ENV}={raw!r}: must be a positive whole number of pixels "
+                         f"(width × height), e.g. {MAX_PIXELS_ENV}={4 * DEFAULT_MAX_PIXELS}")
+    return int(text)
+
+
+def _check_declared(path: Path, width: int, height: int, channels: int | None = None) -> None:
+    """Refuse a declared image size before any pixel is decoded (see the module docstring)."""
+    width, height = int(width), int(height)
+    if width <= 0 or height <= 0:
+        raise ImageReadError(f"{path}: declares an empty image ({width}×{height} px)")
+    limit = max_pixels()
+    if width * height > limit:
+        raise ImageReadError(f"{path}: declares {width}×{height} px ({width * height / 1e6:.1f} MP), over rcl's "
+                             f"limit of {limit / 1e6:g} MP; set {MAX_PIXELS_ENV} to a larger pixel count to read it")
+    if channels is not None and not 1 <= int(channels) <= _MAX_CHANNELS:
+        raise ImageReadError(f"{path}: {channels} channels; rcl reads grayscale or RGB only")
+
+
+_pillow_lock = threading.Lock()
+_pillow_depth = 0
+_pillow_saved: int | None = None
+
+
+@contextmanager
+def _pillow_limit_lifted():
+    """Lift Pillow's decompression-bomb check (rcl's own limit applies instead), restoring it after.
+
+    ``PIL.Image.MAX_IMAGE_PIXELS`` is process-wide: nested or concurrent rcl reads share one
+    override, counted under a lock, and the last one out puts the previous value back.
+    """
+    global _pillow_depth, _pillow_saved
+    from PIL import Image
+
+    with _pillow_lock:
+        if _pillow_depth == 0:
+            _pillow_saved = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+        _pillow_depth += 1
+    try:
+        yield
+    finally:
+        with _pillow_lock:
+            _pillow_depth -= 1
+            if _pillow_depth == 0:
+                Image.MAX_IMAGE_PIXELS = _pillow_saved
+                _pillow_saved = None
 
 
 def _read_png16(path: Path) -> np.ndarray | None:
@@ -48,7 +140,8 @@ def _read_png16(path: Path) -> np.ndarray | None:
 
     with open(path, "rb") as fh:
         reader = png.Reader(file=fh)
-        reader.preamble()
+        reader.preamble()  # the chunks before the image data: IHDR gives the declared size
+        _check_declared(path, reader.width, reader.height, reader.planes)
         if reader.bitdepth != 16:
             return None
         fh.seek(0)
@@ -68,6 +161,13 @@ def _read_tiff(path: Path) -> np.ndarray:
         if len(tif.series) > 1 or len(tif.pages) > 1 or extra:
             raise ImageReadError(f"{path}: multi-page or multi-image TIFF (axes {axes}, shape {shape}); "
                                  "rcl reads single 2-D images")
+        # The page's tags are what is decoded; the series shape (which metadata may reshape) is
+        # what is allocated: check both before reading any pixel data.
+        page = tif.pages[0]
+        _check_declared(path, page.imagewidth, page.imagelength, page.samplesperpixel)
+        dims = dict(zip(axes, shape))
+        _check_declared(path, dims.get("X", page.imagewidth), dims.get("Y", page.imagelength),
+                        dims.get("S", page.samplesperpixel))
         arr = series.asarray()
     keep = [a for a in axes if a in "YXS"]
     arr = arr.reshape([n for a, n in zip(axes, shape) if a in "YXS"])
@@ -84,9 +184,17 @@ def _read_array(path: Path) -> np.ndarray:
         arr = _read_png16(path)
         if arr is not None:
             return arr
+    with _pillow_limit_lifted():
+        return _read_pillow(path)
+
+
+def _read_pillow(path: Path) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as im:
+    with open(path, "rb") as fh, Image.open(fh) as im:  # open() reads the header only
+        _check_declared(path, *im.size)
+        if im.mode in ("I", "F"):
+            raise ImageReadError(f"{path}: 32-bit Pillow mode {im.mode!r} is not supported")
         im.load()
         if im.mode in ("P", "PA"):
             im = im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB")
@@ -99,8 +207,6 @@ def _read_array(path: Path) -> np.ndarray:
             im = im.convert("RGB")
         elif im.mode.startswith("I;16"):
             return np.asarray(im, dtype=np.uint16)
-        elif im.mode in ("I", "F"):
-            raise ImageReadError(f"{path}: 32-bit Pillow mode {im.mode!r} is not supported")
         return np.asarray(im)
 
 
@@ -124,18 +230,25 @@ def read_image(path: str | os.PathLike) -> tuple[torch.Tensor, ImageInfo]:
 
     Args:
         path: a PNG, JPEG, BMP, TIFF or WebP file, 8- or 16-bit, grayscale or RGB (an alpha
-            channel is dropped with a warning).
+            channel is dropped with a warning); or a floating-point TIFF (float16/32/64) with
+            values in [0, 1], which comes back as float32 with ``info.bit_depth == 32``.
 
     Returns:
         ``(image, info)``: ``image`` is float32 in [0, 1] of shape (C, H, W) with C in {1, 3};
-        ``info`` holds the bit depth and channel count.
+        ``info`` holds the bit depth (8, 16, or 32 for floating point) and channel count.
 
     Raises:
-        ImageReadError: the file is missing, not an image, corrupt, or of an unsupported kind.
+        ImageReadError: the file is missing, not an image, corrupt, or of an unsupported kind;
+            or its header declares an empty image, more than 4 channels, or more than
+            :func:`max_pixels` pixels (width × height; 100 megapixels unless the environment
+            variable ``RCL_MAX_PIXELS`` says otherwise). The size is checked before any pixel
+            data is decoded, whatever the format.
+        ValueError: ``RCL_MAX_PIXELS`` is set but is not a positive integer.
     """
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
+    max_pixels()  # an invalid RCL_MAX_PIXELS is a ValueError of its own, not a "cannot read image"
     try:
         arr = _read_array(path)
     except ImageReadError:
@@ -155,7 +268,7 @@ def read_image(path: str | os.PathLike) -> tuple[torch.Tensor, ImageInfo]:
             raise ImageReadError(f"{path}: floating-point image with NaN or infinite pixels")
         if arr.size and (arr.min() < 0 or arr.max() > 1):
             raise ImageReadError(f"{path}: floating-point image outside [0, 1]")
-        depth, scale = 16, 1.0
+        depth, scale = FLOAT_BIT_DEPTH, 1.0
     else:
         raise ImageReadError(f"{path}: unsupported pixel type {arr.dtype}")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
@@ -205,33 +318,67 @@ def atomic_write_bytes(path: Path, write_fn) -> None:
         raise
 
 
-def write_image(path: str | os.PathLike, img: torch.Tensor, bit_depth: int = 8) -> Path:
-    """Write a (C, H, W) float image in [0, 1] atomically, as 8- or 16-bit.
+def check_output_format(path: str | os.PathLike, bit_depth: int) -> None:
+    """Refuse, before any work, an output file that :func:`write_image` cannot write.
 
-    The format follows the suffix: PNG (8/16-bit), TIFF (8/16-bit), JPEG/BMP/WebP (8-bit only;
-    a 16-bit request is written as 8-bit with a warning).
+    Writable: PNG (8/16-bit), TIFF (8/16-bit, or 32 = float32), JPEG/BMP/WebP (8-bit; a 16-bit
+    request is accepted and written as 8-bit with a warning by :func:`write_image`). The suffix
+    is compared case-insensitively.
 
     Raises:
-        ValueError: unknown suffix, bad bit depth, or a channel count other than 1 or 3.
+        ValueError (naming the file): the suffix is not one of ``IMAGE_SUFFIXES`` (e.g. ``.gif``,
+            ``.jp2``), ``bit_depth`` is not 8, 16 or 32, or floating-point output (32) is asked
+            for a suffix other than ``.tif``/``.tiff``.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in IMAGE_SUFFIXES:
-        raise ValueError(f"{path}: unknown image suffix {suffix!r}; use one of {IMAGE_SUFFIXES}")
+        what = f"suffix {path.suffix!r}" if path.suffix else "no suffix"
+        raise ValueError(f"{path}: rcl cannot write images with {what}; writable suffixes: "
+                         f"{', '.join(IMAGE_SUFFIXES)}")
+    if bit_depth not in (8, 16, FLOAT_BIT_DEPTH):
+        raise ValueError(f"{path}: bit_depth must be 8, 16 or {FLOAT_BIT_DEPTH} (float32, TIFF only), "
+                         f"got {bit_depth!r}")
+    if bit_depth == FLOAT_BIT_DEPTH and suffix not in TIFF_SUFFIXES:
+        raise ValueError(f"{path}: floating-point output (bit_depth={FLOAT_BIT_DEPTH}, e.g. from a float TIFF input) "
+                         f"can only be written as TIFF; writable suffixes for it: {', '.join(TIFF_SUFFIXES)}")
+
+
+def write_image(path: str | os.PathLike, img: torch.Tensor, bit_depth: int = 8) -> Path:
+    """Write a (C, H, W) float image in [0, 1] atomically, as 8-, 16-bit or float32.
+
+    The format follows the suffix: PNG (8/16-bit), TIFF (8/16-bit, or ``bit_depth=32``: float32
+    samples clamped to [0, 1], not quantised), JPEG/BMP/WebP (8-bit only; a 16-bit request is
+    written as 8-bit with a warning). What can be written is decided by
+    :func:`check_output_format`.
+
+    Raises:
+        ValueError: unknown suffix, bad bit depth, float output to a non-TIFF file (see
+            :func:`check_output_format`), or a channel count other than 1 or 3.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    check_output_format(path, bit_depth)
     if img.ndim != 3 or img.shape[0] not in (1, 3):
         raise ValueError(f"{path}: expected a (C, H, W) tensor with C in {{1, 3}}, got {tuple(img.shape)}")
     if suffix in (".jpg", ".jpeg", ".bmp", ".webp") and bit_depth == 16:
         warnings.warn(f"{path}: {suffix} holds 8 bits per channel; writing 8-bit", stacklevel=2)
         bit_depth = 8
-    arr = quantize(img, bit_depth)
+    if bit_depth == FLOAT_BIT_DEPTH:
+        # NaN -> 0 and ±inf -> 1/0 as the integer path does, so that rcl can read the file back
+        flt = torch.nan_to_num(img.detach().to(torch.float32), nan=0.0, posinf=1.0, neginf=0.0)
+        arr = flt.clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    else:
+        arr = quantize(img, bit_depth)
     if arr.shape[2] == 1:
         arr = arr[:, :, 0]
 
     def _write(tmp: Path) -> None:
-        if suffix in (".tif", ".tiff"):
+        if suffix in TIFF_SUFFIXES:
             import tifffile
 
-            tifffile.imwrite(str(tmp), arr)
+            tifffile.imwrite(str(tmp), np.ascontiguousarray(arr),
+                             photometric="rgb" if arr.ndim == 3 else "minisblack")
         elif suffix == ".png" and bit_depth == 16:
             import png
 
