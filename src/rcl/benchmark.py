@@ -100,8 +100,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from .configs import Channels, ConfigFileError, PathField, Seed, StrictConfig, load_yaml
 from .reporting import finite_json
 from .models.factory import ModelConfig
 from .training.baselines import BaselineConfig
@@ -146,31 +147,62 @@ class BenchmarkConfigError(ValueError):
 # configuration
 # ----------------------------------------------------------------------------------------------
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Strict = StrictConfig  # strict types (no bool/str/float for an int, ...), no extra fields, finite floats
+
+# pydantic error types where the offending input is worth quoting ("got '800'"): YAML type tricks
+_TYPE_ERRORS = ("int_type", "float_type", "bool_type", "string_type", "list_type", "dict_type", "model_type",
+                "int_from_float", "int_parsing", "float_parsing", "literal_error")
 
 
-def _format_errors(exc: ValidationError, prefix: str = "") -> str:
+class _NestedConfigError(ValueError):
+    """Errors of a config built inside a validator (:func:`_build`), kept as (field path, message)
+    pairs so that the enclosing error can name the full path (``pretrain.rcl.lr``)."""
+
+    def __init__(self, parts: list[tuple[str, str]]):
+        self.parts = parts
+        super().__init__(_join_errors(parts))
+
+
+def _join_errors(parts: list[tuple[str, str]]) -> str:
+    return "; ".join(f"{loc}: {msg}" if loc else msg for loc, msg in parts)
+
+
+def _error_parts(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
     parts = []
     for err in exc.errors():
         loc = ".".join(str(x) for x in err["loc"])
         loc = f"{prefix}.{loc}" if prefix and loc else (prefix or loc)
+        nested = (err.get("ctx") or {}).get("error")
+        if isinstance(nested, _NestedConfigError):
+            parts += [(f"{loc}.{sub}" if loc and sub else (loc or sub), msg) for sub, msg in nested.parts]
+            continue
         msg = err["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
         if err.get("type") in ("extra_forbidden",):
             msg = "unknown field (not allowed here)"
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
+        elif err.get("type") in _TYPE_ERRORS:
+            got = err.get("input")
+            if isinstance(got, (bool, int, float, str)) and len(repr(got)) <= 40:
+                msg = f"{msg} (got {got!r})"
+            elif isinstance(got, (list, dict)):
+                msg = f"{msg} (got a {'list' if isinstance(got, list) else 'mapping'})"
+        parts.append((loc, msg))
+    return parts
+
+
+def _format_errors(exc: ValidationError, prefix: str = "") -> str:
+    """``field.path: message; ...`` for every error (the input quoted for type errors)."""
+    return _join_errors(_error_parts(exc, prefix))
 
 
 def _build(cls, data: dict, where: str):
     try:
         return cls(**data)
     except ValidationError as exc:
-        raise ValueError(_format_errors(exc, where)) from None
+        raise _NestedConfigError(_error_parts(exc, where)) from None
     except TypeError as exc:
-        raise ValueError(f"{where}: {exc}") from None
+        raise _NestedConfigError([(where, str(exc))]) from None
 
 
 def _check_name(v: str, what: str) -> str:
@@ -240,8 +272,8 @@ class TestSetConfig(_Strict):
     """
 
     name: str
-    path: Path
-    channels: Literal[1, 3] | None = None
+    path: PathField
+    channels: Channels | None = None
     noises: list[str] = Field(min_length=1)
     max_images: int | None = Field(None, ge=1)
     crop: int | None = Field(None, ge=16)
@@ -276,8 +308,8 @@ class DataConfig(_Strict):
         test: the denoising test sets (may be empty only with ``tasks.denoise: false``).
     """
 
-    train: Path
-    channels: Literal[1, 3] = 1
+    train: PathField
+    channels: Channels = 1
     max_train_images: int | None = Field(None, ge=2)
     test: list[TestSetConfig] = Field(default_factory=list)
 
@@ -347,7 +379,7 @@ class PretrainSection(_Strict):
     """
 
     steps: int = Field(800, ge=1)
-    seed: int = 0
+    seed: Seed = 0
     rcl: dict[str, Any] = Field(default_factory=dict)
     baselines: dict[str, Any] = Field(default_factory=dict)
     simclr: dict[str, Any] = Field(default_factory=dict)
@@ -399,7 +431,7 @@ class _TaskSection(_Strict):
     test: list[TestSetConfig] = Field(min_length=1)
     methods: list[str] | None = None
     label_fractions: list[float] | None = None
-    seeds: list[int] | None = None
+    seeds: list[Seed] | None = None
     finetune: dict[str, Any] = Field(default_factory=dict)
     max_test_images: int | None = Field(None, ge=1)
 
@@ -491,11 +523,11 @@ class JDDSection(_TaskSection):
         bm3d: the Malvar + BM3D row.
     """
 
-    train: Path | None = None
+    train: PathField | None = None
     max_train_images: int | None = Field(None, ge=2)
     pattern: str = "RGGB"
     noise: str = "poisson-gaussian"
-    noise_seed: int | None = None
+    noise_seed: Seed | None = None
     model: dict[str, Any] = Field(default_factory=dict)
     pretrain: dict[str, Any] = Field(default_factory=dict)
     malvar: bool = True
@@ -566,15 +598,15 @@ class BenchmarkConfig(_Strict):
 
     name: str = "benchmark"
     note: str | None = None
-    data_root: Path | None = None
+    data_root: PathField | None = None
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     methods: list[str] = Field(default_factory=lambda: list(METHODS))
     train_noise: str = "gaussian:5-50"
-    noise_seed: int = 1
+    noise_seed: Seed = 1
     pretrain: PretrainSection = Field(default_factory=PretrainSection)
     label_fractions: list[float] = Field(default_factory=lambda: [0.01, 0.05, 0.1, 1.0])
-    seeds: list[int] = Field(default_factory=lambda: [0, 1])
+    seeds: list[Seed] = Field(default_factory=lambda: [0, 1])
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     bm3d: BM3DConfig = Field(default_factory=BM3DConfig)
     ablations: list[AblationConfig] = Field(default_factory=list)
@@ -593,7 +625,7 @@ class BenchmarkConfig(_Strict):
         raw = copy.deepcopy(raw)
         data = raw.get("data")
         root = raw.get("data_root")
-        if root is not None:
+        if isinstance(root, (str, Path)):  # anything else is refused by the field's validation
             root = Path(root).expanduser()
 
             def fix(d: dict, key: str) -> None:
@@ -830,12 +862,15 @@ def load_config(path_or_preset: str, data_root: Path | None = None, overrides: d
     ``data_root:`` entry (relative to the YAML's folder), else against the current folder.
     ``overrides`` is deep-merged into the YAML mapping before validation.
 
+    The YAML is read by :func:`rcl.configs.load_yaml` (a key given twice in one mapping is an
+    error; ``1e-3`` is a float) and validated strictly (:class:`rcl.configs.StrictConfig`: no bool,
+    string or float where an integer belongs, seeds in [0, 2**63 − 1]).
+
     Raises:
         FileNotFoundError: neither a file nor a preset of that name.
-        BenchmarkConfigError: invalid YAML or config; the message names the field and the file.
+        BenchmarkConfigError: invalid YAML (``<file>: duplicate key 'steps' at line 12 in pretrain
+            (first at line 10)``) or config; the message names the field and the file.
     """
-    import yaml
-
     p = Path(path_or_preset).expanduser()
     base_dir: Path | None
     if p.is_file():
@@ -848,9 +883,9 @@ def load_config(path_or_preset: str, data_root: Path | None = None, overrides: d
             raise FileNotFoundError(f"{path_or_preset}: no such config file or preset (presets: {', '.join(PRESETS)})")
         text, source, base_dir = res.read_text(), f"preset {name}", None
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise BenchmarkConfigError(f"{source}: not valid YAML: {exc}") from None
+        raw = load_yaml(text, source)
+    except ConfigFileError as exc:
+        raise BenchmarkConfigError(str(exc)) from None
     if not isinstance(raw, dict):
         raise BenchmarkConfigError(f"{source}: the config must be a YAML mapping (key: value), "
                                    f"got {type(raw).__name__}")
@@ -858,10 +893,10 @@ def load_config(path_or_preset: str, data_root: Path | None = None, overrides: d
         raw = _deep_merge(raw, overrides)
     if data_root is not None:
         raw["data_root"] = str(Path(data_root).expanduser().resolve())
-    elif raw.get("data_root") is not None and base_dir is not None:
+    elif isinstance(raw.get("data_root"), str) and base_dir is not None:
         raw["data_root"] = str((base_dir / Path(raw["data_root"]).expanduser()).resolve())
     try:
-        return BenchmarkConfig(**raw)
+        return BenchmarkConfig.model_validate(raw)
     except ValidationError as exc:
         raise BenchmarkConfigError(f"{source}: {_format_errors(exc)}") from None
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
+from ..configs import StrictConfig
 from .dncnn import DnCNN
 from .unet import UNet
 
 
-class ModelConfig(BaseModel):
-    """Architecture of f_θ. Stored in every checkpoint.
+class ModelConfig(StrictConfig):
+    """Architecture of f_θ (strict: see :mod:`rcl.configs`). Stored in every checkpoint.
 
     Attributes:
         arch: "unet" (default) or "dncnn".
@@ -20,8 +21,6 @@ class ModelConfig(BaseModel):
         width: channels of the first stage (U-Net) or of every layer (DnCNN).
         depth: down-sampling stages (U-Net) or conv layers (DnCNN).
     """
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     arch: Literal["unet", "dncnn"] = "unet"
     in_channels: int = Field(1, ge=1, le=16)

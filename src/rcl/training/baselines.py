@@ -19,9 +19,10 @@ from __future__ import annotations
 import os
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
+from ..configs import Seed, StrictConfig
 from ..data.datasets import ImageSet, contrastive_batch, crop_batch
 from ..losses.neighbor2neighbor import ne2ne_loss
 from ..losses.noise2self import n2s_loss
@@ -40,7 +41,7 @@ CONTRAST_JITTER = 0.2
 BRIGHTNESS_JITTER = 0.1
 
 
-class BaselineConfig(BaseModel):
+class BaselineConfig(StrictConfig):
     """Configuration shared by the baseline pre-training methods (fields unused by a method are ignored).
 
     Attributes:
@@ -48,7 +49,7 @@ class BaselineConfig(BaseModel):
         batch_size: crops per step (n2v, n2s, ne2ne).
         crop_size: side of the square crops, in pixels.
         lr: Adam learning rate (cosine-decayed to 1 % by the trainer).
-        seed: seeds crops, masks and initial weights.
+        seed: seeds crops, masks and initial weights (0 ≤ seed ≤ MAX_SEED = 2**63 − 1).
         mask_ratio: masked pixel fraction of Noise2Void.
         grid: grid period g of Noise2Self (1/g² of the pixels masked per step).
         gamma: final weight γ of Neighbor2Neighbor's regulariser (ramped linearly from 0).
@@ -56,13 +57,11 @@ class BaselineConfig(BaseModel):
         batch_images: distinct images per SimCLR batch (two views each).
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     steps: int = Field(800, ge=1)
     batch_size: int = Field(16, ge=1)
     crop_size: int = Field(48, ge=8)
     lr: float = Field(1e-3, gt=0, le=1)
-    seed: int = 0
+    seed: Seed = 0
     mask_ratio: float = Field(0.03, gt=0, lt=1)
     grid: int = Field(4, ge=2)
     gamma: float = Field(2.0, ge=0)

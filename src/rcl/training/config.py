@@ -1,17 +1,16 @@
-"""Validated training configurations (pydantic). Errors name the field and the allowed range."""
+"""Validated training configurations (pydantic, strict: see :mod:`rcl.configs`). Errors name the
+field and the allowed range."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from ..configs import Seed, StrictConfig
 
 
-class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class PretrainConfig(_Config):
+class PretrainConfig(StrictConfig):
     """RCL pre-training on noisy images (defaults: see docs/design.md for how they were chosen).
 
     Attributes:
@@ -26,7 +25,7 @@ class PretrainConfig(_Config):
         similarity: emd (RCL) or the ablations l2 / cosine.
         normalize: divide residuals by the batch residual std before the similarity.
         mask_ratio: masked pixel fraction for the blind-spot term.
-        seed: seeds crops, masks and initial weights.
+        seed: seeds crops, masks and initial weights (0 ≤ seed ≤ MAX_SEED = 2**63 − 1).
     """
 
     steps: int = Field(800, ge=1)
@@ -40,10 +39,10 @@ class PretrainConfig(_Config):
     similarity: Literal["emd", "l2", "cosine"] = "emd"
     normalize: bool = True
     mask_ratio: float = Field(0.03, gt=0, lt=1)
-    seed: int = Field(0, ge=0, lt=2**63)
+    seed: Seed = 0
 
 
-class FinetuneConfig(_Config):
+class FinetuneConfig(StrictConfig):
     """Supervised fine-tuning on a label fraction of clean images.
 
     Attributes:
@@ -56,7 +55,7 @@ class FinetuneConfig(_Config):
             (at least one image is always used).
         resample_noise: draw fresh synthetic noise for every crop (the usual synthetic protocol);
             False keeps one fixed noisy realisation per labelled image.
-        seed: seeds the labelled subset, crops and noise.
+        seed: seeds the labelled subset, crops and noise (0 ≤ seed ≤ MAX_SEED).
     """
 
     steps: int = Field(300, ge=1)
@@ -66,4 +65,4 @@ class FinetuneConfig(_Config):
     loss: Literal["l2", "l1"] = "l2"
     label_fraction: float = Field(1.0, gt=0, le=1)
     resample_noise: bool = True
-    seed: int = Field(0, ge=0, lt=2**63)
+    seed: Seed = 0
