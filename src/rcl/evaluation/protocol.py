@@ -59,8 +59,11 @@ class EvalResult:
         return {**self.summary(), "images": [asdict(s) for s in self.scores]}
 
 
-def model_denoiser(model: nn.Module, tile: int | None = None, overlap: int = 16) -> Denoiser:
-    """Wrap a network as a :data:`Denoiser` (σ is ignored: rcl networks are blind)."""
+def model_denoiser(model: nn.Module, tile: int | None = None, overlap: int | None = None) -> Denoiser:
+    """Wrap a network as a :data:`Denoiser` (σ is ignored: rcl networks are blind).
+
+    ``tile``/``overlap`` go to :func:`rcl.evaluation.inference.predict`: by default the whole
+    image, or exact tiles when it would exceed the inference memory budget."""
     return lambda noisy, sigma: predict(model, noisy, tile=tile, overlap=overlap)
 
 

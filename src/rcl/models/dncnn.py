@@ -16,6 +16,8 @@ class DnCNN(nn.Module):
         depth: number of conv layers (17 in the paper for σ-specific models).
     """
 
+    tile_align = 1  # no down-sampling: tiles may start anywhere
+
     def __init__(self, in_channels: int = 1, out_channels: int | None = None, width: int = 32,
                  depth: int = 8, residual: bool = True):
         super().__init__()
@@ -33,6 +35,12 @@ class DnCNN(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = nn.Conv2d(width, in_channels, 3, padding=1)
         self.feature_channels = width
+
+    @property
+    def receptive_field(self) -> int:
+        """Full width of the receptive field in input pixels: 2·(number of 3×3 convs) + 1."""
+        convs = [m for m in self.modules() if isinstance(m, nn.Conv2d)]
+        return 2 * sum(m.dilation[0] * (m.kernel_size[0] // 2) for m in convs) + 1
 
     def features(self, x: torch.Tensor):
         """Last hidden features (B, width, H, W) and no skips (for feature-level pre-training)."""

@@ -28,10 +28,12 @@ RCL pre-training for JDD runs on *packed noisy mosaics* with a residual UNet(4, 
 shapes of ``JDDNet.body``, so every pre-trained weight transfers (:func:`transfer_weights`; the
 denoiser's 1×1 head is carried but unused). The pattern is fixed per network (positional
 packing); ``scale`` is 1 because output and input have the same spatial size. Odd H or W are
-handled by a 1-px reflection at the bottom/right, which keeps the CFA phase. Tiled inference
-(:func:`rcl.evaluation.predict` with ``tile``) keeps the phase only if every tile starts at an even
-offset: use an even tile, an even overlap and an even image size (the last tile starts at
-size − tile).
+handled by a 1-px reflection at the bottom/right, which keeps the CFA phase.
+
+Tiled inference (:func:`rcl.evaluation.predict` with ``tile``) starts every tile at a multiple of
+the network's ``tile_align`` (SRNet: 2**depth LR pixels, the body's pooling grid; JDDNet:
+2·2**depth mosaic pixels, which also keeps the CFA phase) and overlaps tiles by the
+``receptive_field``, so that tiled and whole-image outputs agree up to float rounding.
 """
 
 from __future__ import annotations
@@ -82,6 +84,18 @@ class SRNet(nn.Module):
         self.tail = _tail(_body_width(body), self.out_channels * scale ** 2, zero=self.skip)
         self.shuffle = nn.PixelShuffle(scale)
 
+    @property
+    def tile_align(self) -> int:
+        """Tile starts (in LR pixels) must be multiples of the body's pooling grid, 2**depth."""
+        return 2 ** self.body.depth
+
+    @property
+    def receptive_field(self) -> int:
+        """Full width of the receptive field in LR input pixels: an HR output pixel at (y, x)
+        depends only on LR pixels within radius of (y // scale, x // scale), with radius = the
+        body's radius + 1 (3×3 tail conv); the bicubic skip reaches 2 LR pixels only."""
+        return 2 * max(self.body.body_radius + 1, 2) + 1
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         s = self.scale
@@ -101,7 +115,6 @@ class JDDNet(nn.Module):
     """
 
     scale = 1
-    tile_align = 2  # tiles must start at even offsets (CFA phase); for a tiler that honours it
     SKIPS = {"malvar": malvar_demosaic, "bilinear": bilinear_demosaic}
 
     def __init__(self, body: UNet, pattern: str = "RGGB", skip: str | None = "malvar"):
@@ -115,6 +128,19 @@ class JDDNet(nn.Module):
         self.body, self.pattern, self.skip = body, check_pattern(pattern), skip
         self.tail = _tail(_body_width(body), 3 * 4, zero=skip is not None)
         self.shuffle = nn.PixelShuffle(2)
+
+    @property
+    def tile_align(self) -> int:
+        """Tile starts (mosaic pixels) must be multiples of 2·2**depth: even (CFA phase) and on
+        the body's pooling grid in the packed half-resolution image."""
+        return 2 * 2 ** self.body.depth
+
+    @property
+    def receptive_field(self) -> int:
+        """Full width of the receptive field in mosaic pixels: a packed pixel depends on packed
+        pixels within r = body radius + 1 (3×3 tail), i.e. mosaic pixels within 2·r + 1; the
+        classical skip (Malvar 5×5, bilinear 3×3) reaches 2 pixels only."""
+        return 2 * max(2 * (self.body.body_radius + 1) + 1, 2) + 1
 
     def forward(self, mosaic: torch.Tensor) -> torch.Tensor:
         if mosaic.ndim != 4 or mosaic.shape[1] != 1:

@@ -54,6 +54,30 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(chans[0], out_channels, 1)
         self.feature_channels = chans[-1]
 
+    @property
+    def tile_align(self) -> int:
+        """Tile starts must be multiples of this (2**depth): then a tile pools the same pixel
+        pairs as the whole image, and its output equals the whole image's away from its borders."""
+        return 2 ** self.depth
+
+    @property
+    def body_radius(self) -> int:
+        """Receptive-field radius of :meth:`forward_body` (and of :meth:`forward`: the head is 1×1),
+        in input pixels: an output pixel depends only on inputs at most this far away (per axis).
+
+        Sum of the largest centre-to-centre offsets along the deepest path, with d = depth:
+        2·2**i per conv pair at level i (encoder, decoder), 2·2**d in the bottleneck, 2**(i−1)
+        per 2×2 max-pool from level i, 1.5·2**i per bilinear ×2 up-sampling to level i:
+        6·(2**d − 1) + 2·2**d = 8·2**d − 6 (2, 10, 26, 58, 122 for d = 0…4). It is attained for
+        some output positions, so it is not a loose bound.
+        """
+        return 8 * 2 ** self.depth - 6
+
+    @property
+    def receptive_field(self) -> int:
+        """Full width (2·radius + 1) of the receptive field in input pixels (117 for depth 3)."""
+        return 2 * self.body_radius + 1
+
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Bottleneck features (B, width·2**depth, H/2**depth, W/2**depth) and the skips (padded input)."""
         skips = []
