@@ -18,8 +18,48 @@ from typing import Annotated, Optional
 
 import typer
 from pydantic import ValidationError
+from typer.core import TyperGroup
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+from .configs import MAX_SEED
+
+# The argument parser's exception classes: click's, or the copy of click that newer typer vendors.
+_parser_errors = sys.modules[typer.BadParameter.__module__]
+_NoArgsIsHelp = getattr(_parser_errors, "NoArgsIsHelpError", type("_NeverRaised", (Exception,), {}))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+class _OneLineErrors(TyperGroup):
+    """The root command: parser errors (a missing argument, an unknown option, ``--seed 1e23``)
+    end like every other error, with one line ``error: …`` on stderr and exit status 2, instead of
+    the argument parser's usage box. ``rcl`` alone still prints the help."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                              standalone_mode=False, **extra)
+            code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+        except _NoArgsIsHelp as exc:
+            typer.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+            code = 2
+        except _parser_errors.UsageError as exc:
+            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            typer.echo(f"error: {_one_line(exc.format_message())}{where}", err=True)
+            code = 2
+        except _parser_errors.ClickException as exc:
+            typer.echo(f"error: {_one_line(exc.format_message())}", err=True)
+            code = exc.exit_code if exc.exit_code else 2
+        except typer.Abort:
+            typer.echo("error: interrupted", err=True)
+            code = 130
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
+app = typer.Typer(cls=_OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="rcl — Residual Contrastive Learning: pre-train restoration networks on noisy "
                        "images, fine-tune with few labels, restore and measure.")
 
@@ -80,8 +120,9 @@ class Similarity(str, Enum):
 NoiseOpt = Annotated[str, typer.Option(
     "--noise", help="Noise model, σ on 0-255: gaussian:25, gaussian:5-50 (σ per image), poisson:30, "
                     "poisson-gaussian, or real (images are already noisy).")]
-SeedOpt = Annotated[int, typer.Option(min=0, max=2**63 - 1,
+SeedOpt = Annotated[int, typer.Option(min=0, max=MAX_SEED,
                                        help="Random seed (crops, masks, weights, synthetic noise).")]
+OverwriteOpt = Annotated[bool, typer.Option(help="Replace existing output files (inputs are never replaced).")]
 
 
 class Task(str, Enum):
@@ -130,8 +171,16 @@ def _check_writable_target(path: Path, what: str) -> None:
         raise UsageError(f"{path}: {what} cannot be written ({parent} is not writable)")
 
 
-def _check_outputs(outputs: dict[str, Optional[Path]], inputs: list[Optional[Path]]) -> None:
-    """Outputs (name → path) must be writable files, distinct, and never one of the inputs."""
+def _check_replace(path: Path, what: str, overwrite: bool) -> None:
+    """The one rule of every command: an existing output is replaced only with --overwrite."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: {what} exists; pass --overwrite to replace it")
+
+
+def _check_outputs(outputs: dict[str, Optional[Path]], inputs: list[Optional[Path]],
+                   overwrite: bool = False) -> None:
+    """Outputs (name → path) must be writable files, distinct, never one of the inputs, and new
+    unless ``overwrite``."""
     given = {k: v for k, v in outputs.items() if v is not None}
     ins = _input_files(inputs)
     seen: dict[Path, str] = {}
@@ -143,13 +192,14 @@ def _check_outputs(outputs: dict[str, Optional[Path]], inputs: list[Optional[Pat
         if r in seen:
             raise UsageError(f"{path}: given as both {seen[r]} and {what}")
         seen[r] = what
+        _check_replace(path, what, overwrite)
 
 
 def _check_output_file(out: Path, inputs: list[Optional[Path]], suffix: str = ".safetensors",
-                       log: Optional[Path] = None) -> None:
+                       log: Optional[Path] = None, overwrite: bool = False) -> None:
     if out.suffix != suffix:
         raise UsageError(f"{out}: output file must end in {suffix}")
-    _check_outputs({"--out": out, "--log": log}, inputs)
+    _check_outputs({"--out": out, "--log": log}, inputs, overwrite)
 
 
 def _load_training_images(data: Path, noise_spec: str, channels: Optional[int], crop: int):
@@ -188,6 +238,7 @@ def pretrain(
     seed: SeedOpt = 0,
     log: Annotated[Optional[Path], typer.Option(help="CSV log of the loss per step.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    overwrite: OverwriteOpt = False,
 ):
     """Pre-train a network with RCL on noisy images alone (no clean targets are used).
 
@@ -200,7 +251,7 @@ def pretrain(
     from .training import PretrainConfig
     from .training import pretrain as run_pretrain
 
-    _check_output_file(out, [data], log=log)
+    _check_output_file(out, [data], log=log, overwrite=overwrite)
     noise = _default_noise(noise, task)
     cfg = PretrainConfig(steps=steps, batch_images=batch_images, crop_size=crop_size, lr=lr,
                          temperature=temperature, contrastive_weight=contrastive_weight,
@@ -262,6 +313,7 @@ def finetune(
     seed: SeedOpt = 0,
     log: Annotated[Optional[Path], typer.Option(help="CSV log of the loss per step.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    overwrite: OverwriteOpt = False,
 ):
     """Fine-tune on a label fraction of clean images (from --init, or from scratch), for denoising,
     super-resolution (--task sr --scale 2|4) or joint demosaicking + denoising (--task jdd)."""
@@ -272,7 +324,7 @@ def finetune(
     from .training import FinetuneConfig
     from .training import finetune as run_finetune
 
-    _check_output_file(out, [data, init, noisy], log=log)
+    _check_output_file(out, [data, init, noisy], log=log, overwrite=overwrite)
     noise = _default_noise(noise, task)
     cfg = FinetuneConfig(steps=steps, batch_size=batch_size, crop_size=crop_size, lr=lr, loss=loss,
                          label_fraction=label_fraction, seed=seed)
@@ -357,12 +409,6 @@ def _check_tile(tile: Optional[int]) -> None:
                          f"and change the output), got {tile}")
 
 
-def _overlap(tile: Optional[int], even: bool = False) -> int:
-    """Tile overlap for a tile size: up to 16 px, always < tile/2 (even for Bayer inputs)."""
-    ov = min(16, max(0, (tile or 34) // 2 - 1))
-    return ov - ov % 2 if even else ov
-
-
 @app.command()
 @_errors_to_exit
 def evaluate(
@@ -371,10 +417,12 @@ def evaluate(
     noise: Annotated[Optional[str], typer.Option(
         "--noise", help="Noise spec, σ on 0-255 (gaussian:25, gaussian:5-50, poisson:30, poisson-gaussian). "
                         "Default: gaussian:25 (denoise, sr), poisson-gaussian (jdd).")] = None,
-    seed: Annotated[int, typer.Option(help="Noise seed of the protocol.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Noise seed of the protocol.")] = 0,
     channels: Annotated[Optional[int], typer.Option(help="Convert test images to 1 or 3 channels.")] = None,
-    tile: Annotated[Optional[int], typer.Option(help="Tile size for large images (default: whole image).")] = None,
+    tile: Annotated[Optional[int], typer.Option(help="Tile size in pixels (default: the whole image, or tiles chosen "
+                                                     "automatically when it would exceed the memory budget).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write per-image scores as JSON.")] = None,
+    overwrite: OverwriteOpt = False,
 ):
     """Score checkpoints on clean test images with fixed-seed synthetic degradations (docs/protocol.md).
 
@@ -394,7 +442,7 @@ def evaluate(
         raise UsageError(f"--channels must be 1 or 3, got {channels}")
     _check_tile(tile)
     if json_out is not None:
-        _check_outputs({"--json": json_out}, [data, *checkpoints])
+        _check_outputs({"--json": json_out}, [data, *checkpoints], overwrite)
     models = [(ck, *load_checkpoint(ck)) for ck in checkpoints]
     tasks = {(task_from_metadata(m).describe()) for _, _, m in models}
     if len(tasks) > 1:
@@ -419,7 +467,7 @@ def evaluate(
         name, k = ck.name, 2
         while name in denoisers:
             name, k = f"{ck.name} ({k})", k + 1
-        denoisers[name] = model_denoiser(model, tile, overlap=_overlap(tile, task.name == "jdd"))
+        denoisers[name] = model_denoiser(model, tile)
     results, _ = run_evaluate(denoisers, test, noise_model, seed, task=task)
     rows = [{"method": task.reference_name, "psnr": r.mean("psnr_noisy"), "ssim": r.mean("ssim_noisy")}
             for r in list(results.values())[:1]]
@@ -434,27 +482,35 @@ def evaluate(
         typer.echo(f"wrote {json_out}")
 
 
-@app.command()
-@_errors_to_exit
-def denoise(
+def restore(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (denoising, SR or JDD).")],
     inputs: Annotated[Path, typer.Argument(help="Noisy image file or folder of images (JDD: one-channel Bayer mosaics).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (created if needed).")],
     suffix: Annotated[str, typer.Option(help="Appended to each output file's stem.")] = "",
-    tile: Annotated[Optional[int], typer.Option(help="Tile size for large images (default: whole image).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace existing output files (inputs are never replaced).")] = False,
+    tile: Annotated[Optional[int], typer.Option(help="Tile size in pixels (default: the whole image, or tiles "
+                                                     "chosen automatically when it would exceed the memory "
+                                                     "budget, RCL_INFERENCE_MEMORY).")] = None,
+    overwrite: OverwriteOpt = False,
+    skip_existing: Annotated[bool, typer.Option(help="Skip inputs whose output exists already (outputs are written "
+                                                     "atomically, so an existing one is complete): continues an "
+                                                     "interrupted folder restore.")] = False,
 ):
     """Restore image files with a checkpoint: denoise, super-resolve (SR) or demosaic + denoise (JDD).
 
-    Output keeps each input's format and bit depth; denoising keeps the channel count, SR
-    multiplies the size by the scale, JDD turns a one-channel mosaic into RGB.
+    Output keeps each input's format and sample type (8/16-bit integer, float32 TIFF); denoising
+    keeps the channel count, SR multiplies the size by the scale, JDD turns a one-channel mosaic
+    into RGB. Images too large for the memory budget are restored in overlapping tiles that
+    cover the network's receptive field (one line says so).
     """
     from .checkpoint import load_checkpoint
-    from .data.io import image_paths, read_image, write_image
-    from .evaluation.inference import predict
+    from .data.io import check_output_format, image_paths, read_image, write_image
+    from .evaluation.inference import MEMORY_ENV, auto_tile, default_inference_bytes, predict, tile_overlap
     from .evaluation.tasks import task_from_metadata
 
     _check_tile(tile)
+    if overwrite and skip_existing:
+        raise UsageError("--overwrite and --skip-existing exclude each other: choose one")
+    budget = default_inference_bytes()  # a bad RCL_INFERENCE_MEMORY fails before any work
     model, meta = load_checkpoint(checkpoint)
     if meta.get("data") == "packed-bayer":
         raise UsageError(f"{checkpoint}: an RCL pre-training on packed Bayer mosaics, not a restoration model; "
@@ -467,36 +523,54 @@ def denoise(
     paths = image_paths(inputs)
     ins = {p.resolve() for p in paths} | {checkpoint.resolve()}
     want = meta["model"]["in_channels"]
-    plan = []
+    plan, skipped = [], []
     for p in paths:
         dest = output / f"{p.stem}{suffix}{p.suffix}"
+        check_output_format(dest, 8)  # a format rcl cannot write (e.g. .gif) fails before any work
         if dest.resolve() in ins:
             raise UsageError(f"{dest}: output would overwrite an input file; choose another --output or --suffix")
         if dest.exists() and not dest.is_file():
             raise UsageError(f"{dest}: exists and is not a regular file")
-        if dest.exists() and not overwrite:
-            raise FileExistsError(f"{dest}: exists; pass --overwrite to replace it")
+        if dest.exists() and skip_existing:
+            skipped.append(dest)
+            continue
+        _check_replace(dest, "output", overwrite)
         plan.append((p, dest))
     if len({d.resolve() for _, d in plan}) != len(plan):
         raise UsageError(f"{inputs}: two inputs map to the same output name (same stem and suffix)")
     _check_writable_target(output / "x", "--output")
+    if tile is not None and task.name == "jdd" and tile % 2:
+        raise UsageError(f"--tile must be even for a JDD model (Bayer phase), got {tile}")
     # Read and check every input before writing anything (each is read again below, so that only
     # one image is in memory at a time).
-    for p, _ in plan:
+    for p, dest in plan:
         img, info = read_image(p)
         try:
             task.check_model_input(info.channels, want, str(p), size=tuple(img.shape[-2:]))
         except ValueError as exc:
             raise UsageError(f"{exc} ({checkpoint.name} is a {task.describe()} model)") from None
-        if tile is not None and task.name == "jdd" and tile % 2:
-            raise UsageError(f"--tile must be even for a JDD model (Bayer phase), got {tile}")
+        check_output_format(dest, info.bit_depth)
+        del img
+    if skipped:
+        typer.echo(f"skipped {len(skipped)} input(s) whose output exists (--skip-existing)")
     for p, dest in plan:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # warnings were shown during the check above
             img, info = read_image(p)
-        out = predict(model, img, tile=tile, overlap=_overlap(tile, task.name == "jdd"))
+        use = tile if tile is not None else auto_tile(model, (1, *img.shape), max_bytes=budget)
+        if tile is None and use is not None:
+            typer.echo(f"note: {p.name} is {img.shape[-1]}×{img.shape[-2]} px; restoring it in {use}-px tiles "
+                       f"(overlap {tile_overlap(model)} px, exact) to stay within {budget / 2**30:.2g} GiB "
+                       f"({MEMORY_ENV})")
+        out = predict(model, img, tile=use)  # overlap None: the receptive-field overlap
+        del img
         write_image(dest, out, info.bit_depth)
         typer.echo(f"{p} -> {dest}")
+
+
+app.command("restore")(_errors_to_exit(restore))
+app.command("denoise", help="Alias of `rcl restore` (kept so that existing commands keep working).")(
+    _errors_to_exit(restore))
 
 
 @app.command()
@@ -534,10 +608,10 @@ def benchmark(
 
     from .benchmark import load_config, run_benchmark
 
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
     cfg = load_config(config, data_root)
     if threads is not None:
-        if threads < 1:
-            raise UsageError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
     name = Path(config).stem if config.endswith((".yaml", ".yml")) else config
     out = (out if out is not None else Path("runs") / f"benchmark-{name}").resolve()

@@ -21,8 +21,23 @@ def finite_json(obj):
     return obj
 
 
-def print_table(title: str, rows: list[dict]) -> None:
-    """Print rows with keys method / psnr (dB) / ssim as a rich table."""
+def print_table(title: str, rows: list[dict], file=None) -> None:
+    """Print rows with keys method / psnr (dB) / ssim: a rich table on a terminal, plain Markdown
+    rows (the title, then one row per line, never wrapped) when the output is redirected to a
+    file, a pipe or a CI log.
+
+    Args:
+        file: text stream (default ``sys.stdout``).
+    """
+    import sys
+
+    out = file if file is not None else sys.stdout
+    isatty = getattr(out, "isatty", None)
+    if not (callable(isatty) and isatty()):
+        cols = [("method", "method", ""), ("psnr", "PSNR (dB)", ".2f"), ("ssim", "SSIM", ".4f")]
+        out.write(f"{title}\n\n{markdown_table(rows, cols)}")
+        out.flush()
+        return
     from rich.console import Console
     from rich.table import Table
 
@@ -32,7 +47,7 @@ def print_table(title: str, rows: list[dict]) -> None:
     table.add_column("SSIM", justify="right")
     for r in rows:
         table.add_row(r["method"], f"{r['psnr']:.2f}", f"{r['ssim']:.4f}")
-    Console().print(table)
+    Console(file=out).print(table)
 
 
 def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:

@@ -49,8 +49,12 @@ def test_pretrain_then_finetune_raises_psnr(photos):
 def test_residual_std_tracks_sigma_on_train400():
     clean = load_image_set(SHARED / "train" / "Train400", channels=1, limit=40)
     noisy, sigmas = add_noise_per_image(clean, GaussianRangeNoise(), seed=1)
+    # 150 steps were too few: on some CPUs' float kernels the residual was still mostly image
+    # (r = 0.83, std ratio 0.17); from 300 steps on it carries the noise (r 0.98/0.99 and std ratio
+    # 0.98/0.82 at seeds 0/1 on the development machine).
     model, _ = pretrain(noisy, ModelConfig(width=8, depth=2),
-                        PretrainConfig(steps=150, batch_images=16, crop_size=32, lr=3e-3, mask_ratio=0.05),
+                        PretrainConfig(steps=300, batch_images=16, crop_size=32, lr=3e-3, mask_ratio=0.05),
                         progress=False)
     corr = sigma_correlation(model, noisy, sigmas)
     assert corr["pearson_r"] > 0.9, corr
+    assert 0.6 < corr["mean_ratio"] < 1.4, corr  # the residual's std estimates σ, not only ranks it

@@ -273,8 +273,10 @@ def read_image(path: str | os.PathLike) -> tuple[torch.Tensor, ImageInfo]:
         raise ImageReadError(f"{path}: unsupported pixel type {arr.dtype}")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageReadError(f"{path}: empty image")
-    img = torch.from_numpy(np.ascontiguousarray(arr.astype(np.float32) / scale)).permute(2, 0, 1)
-    return img.contiguous(), ImageInfo(path=path, bit_depth=depth, channels=arr.shape[2])
+    # one float32 (C, H, W) buffer, filled in one pass (no float64 or (H, W, C) temporaries)
+    img = torch.empty(arr.shape[2], arr.shape[0], arr.shape[1], dtype=torch.float32)
+    np.divide(arr.transpose(2, 0, 1), np.float32(scale), out=img.numpy(), dtype=np.float32)
+    return img, ImageInfo(path=path, bit_depth=depth, channels=arr.shape[2])
 
 
 def quantize(img: torch.Tensor, bit_depth: int = 8) -> np.ndarray:
@@ -292,7 +294,8 @@ def quantize(img: torch.Tensor, bit_depth: int = 8) -> np.ndarray:
     if img.ndim != 3:
         raise ValueError(f"expected a (C, H, W) tensor, got shape {tuple(img.shape)}")
     peak = 255.0 if bit_depth == 8 else 65535.0
-    arr = img.detach().to(torch.float32).clamp(0, 1).mul(peak).round().permute(1, 2, 0).cpu().numpy()
+    t = img.detach().to(device="cpu", dtype=torch.float32).clamp(0, 1)  # a copy; then in place (one temporary)
+    arr = t.mul_(peak).round_().permute(1, 2, 0).numpy()
     return arr.astype(np.uint8 if bit_depth == 8 else np.uint16)
 
 

@@ -1,0 +1,322 @@
+"""The CLI over a generated corpus of hostile inputs: every case ends with exit status 2 and one
+line ``error: …`` (no traceback, no usage box), writes nothing, and changes no input.
+
+The corpus covers the families of the hardening audit: declared-size bombs in each image format,
+corrupt files, crafted checkpoint metadata, YAML duplicate and type tricks, out-of-range seeds and
+bad option values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from rcl.checkpoint import save_checkpoint
+from rcl.cli import app
+from rcl.data.io import write_image
+from rcl.models import ModelConfig, build_model
+
+runner = CliRunner()
+BIG = 20000  # declared side of the size bombs: 400 MP, over the default pixel limit
+
+
+# ---------------------------------------------------------------------------------------------
+# crafted files
+# ---------------------------------------------------------------------------------------------
+
+def _png_with_size(path: Path, w: int, h: int, bit_depth: int) -> Path:
+    """A real small PNG whose IHDR is patched to declare w×h (CRC recomputed)."""
+    write_image(path, torch.rand(1, 8, 8), bit_depth=bit_depth)
+    data = bytearray(path.read_bytes())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4:ihdr + 12] = struct.pack(">II", w, h)
+    crc = zlib.crc32(bytes(data[ihdr:ihdr + 17])) & 0xFFFFFFFF
+    data[ihdr + 17:ihdr + 21] = struct.pack(">I", crc)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _jpeg_with_size(path: Path, w: int, h: int) -> Path:
+    write_image(path, torch.rand(3, 16, 16))
+    data = bytearray(path.read_bytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", h, w)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _bmp_with_size(path: Path, w: int, h: int) -> Path:
+    write_image(path, torch.rand(3, 4, 4))
+    data = bytearray(path.read_bytes())
+    data[18:26] = struct.pack("<ii", w, h)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _tiff_with_size(path: Path, w: int, h: int) -> Path:
+    import tifffile
+
+    tifffile.imwrite(str(path), shape=(h, w), dtype="uint16")  # declares the size, writes no pixels
+    return path
+
+
+def _checkpoint_with_meta(path: Path, edit) -> Path:
+    """A valid small checkpoint whose JSON metadata is replaced by ``edit(meta) -> str``."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    cfg = ModelConfig(width=4, depth=1)
+    save_checkpoint(path, build_model(cfg), cfg, stage="finetune")
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["rcl"])
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    save_file(state, str(path), metadata={"rcl": edit(meta)})
+    return path
+
+
+def _set(key, value):
+    def edit(meta):
+        meta[key] = value
+        return json.dumps(meta)
+    return edit
+
+
+def _set_model(**kw):
+    def edit(meta):
+        meta["model"].update(kw)
+        return json.dumps(meta)
+    return edit
+
+
+def _raw(text_fn):
+    return lambda meta: text_fn(json.dumps(meta))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> dict:
+    """Good data beside which each bad file is placed, and a valid checkpoint."""
+    root = tmp_path_factory.mktemp("corpus")
+    good = root / "good"
+    good.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        write_image(good / f"g{i}.png", torch.from_numpy(rng.random((1, 40, 44), dtype=np.float32)))
+    cfg = ModelConfig(width=4, depth=1)
+    ckpt = save_checkpoint(root / "model.safetensors", build_model(cfg), cfg, stage="finetune")
+    return {"root": root, "good": good, "ckpt": ckpt}
+
+
+def _digest(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _assert_one_line_error(res, *names):
+    assert res.exit_code == 2, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    lines = [ln for ln in res.output.splitlines() if ln.strip() and not ln.startswith("warning:")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
+    assert "Traceback" not in res.output and "╭" not in res.output
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# images
+# ---------------------------------------------------------------------------------------------
+
+IMAGE_CASES = {
+    "bomb16.png": lambda p: _png_with_size(p, BIG, BIG, 16),
+    "bomb8.png": lambda p: _png_with_size(p, BIG, BIG, 8),
+    "bomb.jpg": lambda p: _jpeg_with_size(p, BIG, BIG),
+    "bomb.bmp": lambda p: _bmp_with_size(p, BIG, BIG),
+    "bomb.tif": lambda p: _tiff_with_size(p, BIG, BIG),
+    "empty.png": lambda p: p.write_bytes(b""),
+    "garbage.jpg": lambda p: p.write_bytes(b"\xff\xd8\xff\xe0 not a jpeg at all" * 3),
+    "truncated.png": lambda p: (write_image(p, torch.rand(1, 40, 40)), p.write_bytes(p.read_bytes()[:60])),
+    "nan.tif": lambda p: __import__("tifffile").imwrite(str(p), np.full((40, 40), np.nan, np.float32)),
+    "range.tif": lambda p: __import__("tifffile").imwrite(str(p), np.full((40, 40), 3.0, np.float32)),
+    "pages.tif": lambda p: __import__("tifffile").imwrite(str(p), np.zeros((3, 40, 40), np.uint8),
+                                                          photometric="minisblack"),
+    "five.tif": lambda p: __import__("tifffile").imwrite(str(p), np.zeros((40, 40, 5), np.uint8),
+                                                         photometric="minisblack", planarconfig="contig"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(IMAGE_CASES))
+@pytest.mark.parametrize("command", ["pretrain", "restore", "evaluate"])
+def test_bad_image_in_every_command(corpus, tmp_path, name, command):
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in corpus["good"].iterdir():
+        (data / p.name).write_bytes(p.read_bytes())
+    IMAGE_CASES[name](data / name)
+    before = _digest(data)
+    out = tmp_path / "out"
+    if command == "pretrain":
+        args = ["pretrain", str(data), "-o", str(out / "m.safetensors"), "--steps", "1", "--crop-size", "16",
+                "--no-progress"]
+    elif command == "restore":
+        args = ["restore", str(corpus["ckpt"]), str(data), "-o", str(out)]
+    else:
+        args = ["evaluate", str(corpus["ckpt"]), "--data", str(data), "--json", str(out / "s.json")]
+    res = runner.invoke(app, args)
+    _assert_one_line_error(res, name)
+    assert not out.exists() or not any(out.iterdir())
+    assert _digest(data) == before
+
+
+def test_size_bomb_message_is_the_same_for_every_format(tmp_path):
+    """One pixel limit, one message, whatever the decoder."""
+    from rcl.data.io import ImageReadError, read_image
+
+    msgs = set()
+    for name in ("bomb16.png", "bomb8.png", "bomb.jpg", "bomb.bmp", "bomb.tif"):
+        IMAGE_CASES[name](tmp_path / name)
+        with pytest.raises(ImageReadError) as exc:
+            read_image(tmp_path / name)
+        msgs.add(str(exc.value).replace(str(tmp_path / name), "FILE"))
+    assert len(msgs) == 1, msgs
+    assert "RCL_MAX_PIXELS" in msgs.pop()
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints
+# ---------------------------------------------------------------------------------------------
+
+CHECKPOINT_CASES = {
+    "garbage": lambda p: p.write_bytes(b"garbage" * 10),
+    "empty": lambda p: p.write_bytes(b""),
+    "pickle": lambda p: torch.save({"weight": torch.zeros(2)}, p),
+    "truncated": lambda p: (_checkpoint_with_meta(p, json.dumps), p.write_bytes(p.read_bytes()[:-200])),
+    "no-rcl-meta": lambda p: __import__("safetensors.torch").torch.save_file({"a": torch.zeros(2)}, str(p)),
+    "huge-arch": lambda p: _checkpoint_with_meta(p, _set_model(width=512, depth=8, in_channels=16,
+                                                               out_channels=16)),
+    "deep-arch": lambda p: _checkpoint_with_meta(p, _set_model(depth=8)),
+    "sr-scale-1e6": lambda p: _checkpoint_with_meta(p, lambda m: json.dumps({**m, "task": "sr", "scale": 1000000})),
+    "sr-scale-inf": lambda p: _checkpoint_with_meta(p, _raw(lambda t: t[:-1] + ', "task": "sr", "scale": Infinity}')),
+    "sr-scale-str": lambda p: _checkpoint_with_meta(p, lambda m: json.dumps({**m, "task": "sr", "scale": "2"})),
+    "sr-scale-float": lambda p: _checkpoint_with_meta(p, lambda m: json.dumps({**m, "task": "sr", "scale": 2.5})),
+    "nested": lambda p: _checkpoint_with_meta(p, _raw(lambda t: t[:-1] + ', "x": ' + "[" * 200_000 + "]" * 200_000 + "}")),
+    "huge-meta": lambda p: _checkpoint_with_meta(p, _set("note", "x" * 5_000_000)),
+    "task-unknown": lambda p: _checkpoint_with_meta(p, _set("task", "segment")),
+    "task-int": lambda p: _checkpoint_with_meta(p, _set("task", 5)),
+    "model-list": lambda p: _checkpoint_with_meta(p, _set("model", [1, 2])),
+    "model-missing": lambda p: _checkpoint_with_meta(p, lambda m: json.dumps({k: v for k, v in m.items()
+                                                                              if k != "model"})),
+    "jdd-pattern": lambda p: _checkpoint_with_meta(p, lambda m: json.dumps({**m, "task": "jdd", "pattern": "XXXX"})),
+    "format-future": lambda p: _checkpoint_with_meta(p, _set("format_version", 99)),
+    "not-object": lambda p: _checkpoint_with_meta(p, lambda m: "[1, 2, 3]"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHECKPOINT_CASES))
+@pytest.mark.parametrize("command", ["restore", "evaluate", "finetune"])
+def test_bad_checkpoint_in_every_command(corpus, tmp_path, name, command):
+    ckpt = tmp_path / f"{name}.safetensors"
+    CHECKPOINT_CASES[name](ckpt)
+    before = _digest(tmp_path)
+    out = tmp_path / "out"
+    if command == "restore":
+        args = ["restore", str(ckpt), str(corpus["good"]), "-o", str(out)]
+    elif command == "evaluate":
+        args = ["evaluate", str(ckpt), "--data", str(corpus["good"])]
+    else:
+        args = ["finetune", str(corpus["good"]), "--init", str(ckpt), "-o", str(out / "f.safetensors"),
+                "--steps", "1", "--crop-size", "16", "--no-progress"]
+    res = runner.invoke(app, args)
+    _assert_one_line_error(res, ckpt.name)
+    assert not out.exists()
+    assert _digest(tmp_path) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# options, noise specs, seeds
+# ---------------------------------------------------------------------------------------------
+
+OPTION_CASES = {
+    "evaluate-seed-float": (["evaluate", "{ckpt}", "--data", "{good}", "--seed", "1e23"], "--seed"),
+    "evaluate-seed-big": (["evaluate", "{ckpt}", "--data", "{good}", "--seed", str(2**63)], "--seed"),
+    "evaluate-seed-negative": (["evaluate", "{ckpt}", "--data", "{good}", "--seed", "-1"], "--seed"),
+    "pretrain-seed-big": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--seed", str(2**64)], "--seed"),
+    "finetune-seed-text": (["finetune", "{good}", "-o", "{out}/m.safetensors", "--seed", "one"], "--seed"),
+    "steps-text": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--steps", "abc"], "--steps"),
+    "steps-zero": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--steps", "0"], "--steps"),
+    "lr-nan": (["finetune", "{good}", "-o", "{out}/m.safetensors", "--lr", "nan"], "--lr"),
+    "fraction-big": (["finetune", "{good}", "-o", "{out}/m.safetensors", "--label-fraction", "2"],
+                     "--label-fraction"),
+    "unknown-option": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--stepz", "3"], "--stepz"),
+    "missing-argument": (["pretrain"], "data"),
+    "unknown-command": (["denoize"], "denoize"),
+    "noise-spec": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--noise", "gaussian:abc"], "gaussian:abc"),
+    "noise-inf": (["evaluate", "{ckpt}", "--data", "{good}", "--noise", "poisson:inf"], "poisson:inf"),
+    "tile-small": (["restore", "{ckpt}", "{good}", "-o", "{out}", "--tile", "5"], "--tile"),
+    "threads-zero": (["benchmark", "smoke", "-o", "{out}", "--threads", "0"], "--threads"),
+    "channels": (["evaluate", "{ckpt}", "--data", "{good}", "--channels", "2"], "--channels"),
+    "suffix": (["restore", "{ckpt}", "{good}", "-o", "{out}", "--suffix", "../x"], "--suffix"),
+    "gif-input": (["restore", "{ckpt}", "{gif}", "-o", "{out}"], "x.gif"),
+    "out-suffix": (["pretrain", "{good}", "-o", "{out}/m.pt"], "m.pt"),
+    "overwrite-and-skip": (["restore", "{ckpt}", "{good}", "-o", "{out}", "--overwrite", "--skip-existing"],
+                           "--skip-existing"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPTION_CASES))
+def test_bad_options(corpus, tmp_path, name):
+    from PIL import Image
+
+    gif = tmp_path / "x.gif"
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(gif)
+    args, culprit = OPTION_CASES[name]
+    out = tmp_path / "out"
+    subs = {"{ckpt}": str(corpus["ckpt"]), "{good}": str(corpus["good"]), "{out}": str(out), "{gif}": str(gif)}
+    args = [a if a not in subs else subs[a] for a in args]
+    args = [a.replace("{out}", str(out)) for a in args]
+    before = _digest(corpus["root"])
+    res = runner.invoke(app, args)
+    _assert_one_line_error(res, culprit)
+    assert not out.exists()
+    assert _digest(corpus["root"]) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmark configs
+# ---------------------------------------------------------------------------------------------
+
+YAML_CASES = {
+    "duplicate-top": ("name: a\nname: b\n", "name"),
+    "duplicate-nested": ("name: a\nfinetune: {steps: 3, steps: 4}\n", "steps"),
+    "steps-bool": ("name: a\nfinetune: {steps: true}\n", "steps"),
+    "steps-string": ("name: a\nfinetune: {steps: '800'}\n", "steps"),
+    "steps-float": ("name: a\nfinetune: {steps: 1.5}\n", "steps"),
+    "seed-1e23": ("name: a\nseeds: [1e23]\n", "seeds"),
+    "seed-negative": ("name: a\nseeds: [-1]\n", "seeds"),
+    "seed-2^64": ("name: a\nseeds: [18446744073709551616]\n", "seeds"),
+    "noise-seed": ("name: a\nnoise_seed: 1e23\n", "noise_seed"),
+    "lr-string": ("name: a\nfinetune: {lr: '1e-3'}\n", "lr"),
+    "not-mapping": ("- 1\n- 2\n", "mapping"),
+    "bad-yaml": ("name: [unclosed\n", "YAML"),
+    "unknown-field": ("name: a\nstepz: 3\n", "stepz"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(YAML_CASES))
+def test_bad_benchmark_configs(tmp_path, name):
+    text, culprit = YAML_CASES[name]
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    (tmp_path / "data" / "test").mkdir()
+    base = "data: {train: train, test: [{name: T, path: test}]}\n"
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(text if name in ("not-mapping", "bad-yaml") else base + text)
+    res = runner.invoke(app, ["benchmark", str(cfg), "--data-root", str(tmp_path / "data"),
+                              "-o", str(tmp_path / "run"), "--no-progress"])
+    _assert_one_line_error(res, culprit)
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,164 @@
+"""What the CLI writes: one overwrite rule for every command, restores that continue, outputs that
+keep the input's sample type, and tables that read well when redirected."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from rcl.checkpoint import save_checkpoint
+from rcl.cli import app
+from rcl.data.io import read_image, write_image
+from rcl.models import ModelConfig, build_model
+
+runner = CliRunner()
+TINY = ["--steps", "1", "--crop-size", "16", "--batch-images", "2", "--width", "4", "--depth", "1",
+        "--no-progress"]
+
+
+@pytest.fixture()
+def data(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        write_image(folder / f"im{i}.png", torch.from_numpy(rng.random((1, 24, 28), dtype=np.float32)))
+    return folder
+
+
+@pytest.fixture()
+def ckpt(tmp_path):
+    cfg = ModelConfig(width=4, depth=1)
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path / "m.safetensors", build_model(cfg), cfg, stage="finetune")
+
+
+def _stat(path):
+    st = path.stat()
+    return path.read_bytes(), st.st_mtime_ns
+
+
+@pytest.mark.parametrize("command", ["pretrain", "finetune"])
+@pytest.mark.parametrize("which", ["--out", "--log"])
+def test_training_outputs_are_replaced_only_with_overwrite(data, tmp_path, command, which):
+    out, log = tmp_path / "new.safetensors", tmp_path / "log.csv"
+    existing = out if which == "--out" else log
+    existing.write_bytes(b"keep me")
+    args = [command, str(data), "-o", str(out), "--log", str(log)] + (
+        TINY if command == "pretrain" else ["--steps", "1", "--crop-size", "16", "--batch-size", "2", "--width",
+                                            "4", "--depth", "1", "--no-progress"])
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "--overwrite" in res.output and str(existing) in res.output
+    assert existing.read_bytes() == b"keep me"
+    res = runner.invoke(app, args + ["--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert existing.read_bytes() != b"keep me"
+
+
+def test_evaluate_json_is_replaced_only_with_overwrite(data, ckpt, tmp_path):
+    js = tmp_path / "scores.json"
+    js.write_text("{}")
+    args = ["evaluate", str(ckpt), "--data", str(data), "--json", str(js)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "--overwrite" in res.output
+    assert js.read_text() == "{}"
+    assert runner.invoke(app, args + ["--overwrite"]).exit_code == 0
+    assert '"results"' in js.read_text()
+
+
+def test_interrupted_folder_restore_continues_with_skip_existing(data, ckpt, tmp_path):
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["restore", str(ckpt), str(data), "-o", str(out)]).exit_code == 0
+    whole = {p.name: p.read_bytes() for p in out.iterdir()}
+    # an interrupted run: one output never written, the others complete
+    (out / "im1.png").unlink()
+    kept = {n: _stat(out / n) for n in ("im0.png", "im2.png")}
+    res = runner.invoke(app, ["restore", str(ckpt), str(data), "-o", str(out)])
+    assert res.exit_code == 2 and "--overwrite" in res.output  # the old refusal stays the default
+    res = runner.invoke(app, ["restore", str(ckpt), str(data), "-o", str(out), "--skip-existing"])
+    assert res.exit_code == 0, res.output
+    assert "skipped 2" in res.output and "im1.png" in res.output
+    assert {n: _stat(out / n) for n in kept} == kept  # untouched: same bytes, same mtime
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == whole
+
+
+def test_denoise_is_an_alias_of_restore(data, ckpt, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert runner.invoke(app, ["restore", str(ckpt), str(data), "-o", str(a)]).exit_code == 0
+    assert runner.invoke(app, ["denoise", str(ckpt), str(data), "-o", str(b)]).exit_code == 0
+    assert {p.name: p.read_bytes() for p in a.iterdir()} == {p.name: p.read_bytes() for p in b.iterdir()}
+
+
+def test_float_tiff_stays_float(ckpt, tmp_path):
+    import tifffile
+
+    src = tmp_path / "in"
+    src.mkdir()
+    arr = np.random.default_rng(0).random((30, 26), dtype=np.float32)
+    tifffile.imwrite(str(src / "f.tif"), arr)
+    res = runner.invoke(app, ["restore", str(ckpt), str(src), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    out = tifffile.imread(str(tmp_path / "out" / "f.tif"))
+    assert out.dtype == np.float32 and out.shape == arr.shape
+    assert out.min() >= 0 and out.max() <= 1
+    # not quantised: equal to the network's float output, clamped to [0, 1]
+    from rcl.checkpoint import load_checkpoint
+    from rcl.evaluation import predict
+
+    model, _ = load_checkpoint(ckpt)
+    ref = predict(model, torch.from_numpy(arr)[None]).clamp(0, 1)[0].numpy()
+    assert np.abs(out - ref).max() < 1e-6
+
+
+def test_gif_input_refused_before_any_work(ckpt, tmp_path):
+    from PIL import Image
+
+    gif = tmp_path / "x.gif"
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(gif)
+    res = runner.invoke(app, ["restore", str(ckpt), str(gif), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "x.gif" in res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_tables_are_plain_markdown_when_redirected(data, ckpt):
+    res = runner.invoke(app, ["evaluate", str(ckpt), "--data", str(data)])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    title = next(ln for ln in lines if "denoising" in ln)
+    assert str(data) in title and "3 images" in title  # the title is one line, not wrapped
+    assert "| method | PSNR (dB) | SSIM |" in lines
+    rows = [ln for ln in lines if ln.startswith("| ") and "PSNR" not in ln]
+    assert len(rows) == 2 and rows[0].startswith("| noisy input |")
+    assert not any("│" in ln or "━" in ln for ln in lines)
+
+
+def test_print_table_uses_rich_on_a_terminal():
+    import io
+
+    from rcl.reporting import print_table
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    buf = Tty()
+    print_table("T", [{"method": "a", "psnr": 30.0, "ssim": 0.9}], file=buf)
+    assert "30.00" in buf.getvalue() and "| method |" not in buf.getvalue()
+    plain = io.StringIO()
+    print_table("T", [{"method": "a", "psnr": 30.0, "ssim": 0.9}], file=plain)
+    assert plain.getvalue() == "T\n\n| method | PSNR (dB) | SSIM |\n|---|---:|---:|\n| a | 30.00 | 0.9000 |\n"
+
+
+def test_python_dash_m_runs_the_cli():
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "rcl", "evaluate", "x.safetensors", "--data", ".", "--seed", "1e23"],
+                         capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"})
+    assert res.returncode == 2
+    assert res.stderr.strip().startswith("error: ") and len(res.stderr.strip().splitlines()) == 1
+    assert "--seed" in res.stderr
