@@ -1,0 +1,38 @@
+"""`rcl benchmark`: the resumable label-efficiency benchmark."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import UsageError, errors_to_exit
+
+
+@errors_to_exit
+def benchmark(
+    config: Annotated[str, typer.Argument(help="Preset name (smoke, default, colour, smoke-tasks, sr-gray, sr-colour, jdd) or a YAML config file.")],
+    data_root: Annotated[Optional[Path], typer.Option(help="Folder the config's data paths are relative to "
+                                                          "(e.g. ../shared/data).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default runs/benchmark-<config>); "
+                                                                    "rerunning the same command resumes it.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar over the cells.")] = True,
+):
+    """Label-efficiency benchmark: pre-train each method once, fine-tune per label fraction and seed,
+    evaluate on the test sets, and write a report (tables, plots, claims). Resumable."""
+    import torch
+
+    from ..benchmark import load_config, run_benchmark
+
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
+    cfg = load_config(config, data_root)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    name = Path(config).stem if config.endswith((".yaml", ".yml")) else config
+    out = (out if out is not None else Path("runs") / f"benchmark-{name}").resolve()
+    report = run_benchmark(cfg, out, progress=progress, command=" ".join(["rcl"] + sys.argv[1:]))
+    typer.echo(f"report: {report}")

@@ -1,0 +1,80 @@
+"""`rcl pretrain`: RCL pre-training on noisy images alone."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import (Arch, CheckpointOutOpt, LogOpt, LrOpt, OverwriteOpt, ProgressOpt, SeedOpt, StepsOpt, UsageError,
+                     check_output_file, errors_to_exit, load_training_images)
+from .task_branches import PatternOpt, Task, TaskNoiseOpt, default_train_noise, pretraining_data
+
+
+class Consistency(str, Enum):
+    blindspot = "blindspot"
+    fidelity = "fidelity"
+    recorruption = "recorruption"
+    none = "none"
+
+
+class Similarity(str, Enum):
+    emd = "emd"
+    l2 = "l2"
+    cosine = "cosine"
+
+
+@errors_to_exit
+def pretrain(
+    data: Annotated[Path, typer.Argument(help="Folder (or file) of training images.")],
+    out: CheckpointOutOpt,
+    noise: TaskNoiseOpt = None,
+    task: Annotated[Task, typer.Option(help="denoise/sr: pre-train on the noisy images; jdd: on noisy Bayer "
+                                            "mosaics made from RGB images (packed to 4 channels).")] = Task.denoise,
+    pattern: PatternOpt = "RGGB",
+    channels: Annotated[Optional[int], typer.Option(help="Convert images to 1 or 3 channels (default: as read).")] = None,
+    arch: Annotated[Arch, typer.Option(help="Network architecture.")] = Arch.unet,
+    width: Annotated[int, typer.Option(help="Network width (channels of the first stage).")] = 16,
+    depth: Annotated[int, typer.Option(help="U-Net down-sampling stages / DnCNN layers.")] = 3,
+    steps: StepsOpt = 800,
+    batch_images: Annotated[int, typer.Option(help="Images per batch (2 crops each).")] = 16,
+    crop_size: Annotated[int, typer.Option(help="Crop side in pixels.")] = 48,
+    lr: LrOpt = 1e-3,
+    temperature: Annotated[float, typer.Option(help="NT-Xent temperature τ.")] = 0.1,
+    contrastive_weight: Annotated[float, typer.Option(help="Weight of the residual NT-Xent term.")] = 0.01,
+    consistency: Annotated[Consistency, typer.Option(help="Consistency term.")] = Consistency.blindspot,
+    consistency_weight: Annotated[float, typer.Option(help="Weight λ of the consistency term.")] = 1.0,
+    similarity: Annotated[Similarity, typer.Option(help="Residual similarity (emd = RCL).")] = Similarity.emd,
+    seed: SeedOpt = 0,
+    log: LogOpt = None,
+    progress: ProgressOpt = True,
+    overwrite: OverwriteOpt = False,
+):
+    """Pre-train a network with RCL on noisy images alone (no clean targets are used).
+
+    With a synthetic --noise the images are taken as clean and noised once (seeded), which
+    simulates a user's noisy collection; with --noise real they are used as they are.
+    """
+    from ..checkpoint import save_checkpoint
+    from ..models import ModelConfig
+    from ..training import PretrainConfig
+    from ..training import pretrain as run_pretrain
+
+    check_output_file(out, [data], log=log, overwrite=overwrite)
+    noise = default_train_noise(noise, task)
+    cfg = PretrainConfig(steps=steps, batch_images=batch_images, crop_size=crop_size, lr=lr,
+                         temperature=temperature, contrastive_weight=contrastive_weight,
+                         consistency=consistency.value, consistency_weight=consistency_weight,
+                         similarity=similarity.value, seed=seed)
+    images, noise_model = load_training_images(data, noise, channels, crop_size)
+    if len(images) < 2:
+        raise UsageError(f"{data}: RCL pre-training needs at least 2 images (negatives come from other images)")
+    noisy, extra = pretraining_data(task, images, noise_model, data, pattern, seed, crop_size)  # TASK-SPECIFIC
+    mcfg = ModelConfig(arch=arch.value, in_channels=noisy.channels, out_channels=noisy.channels,
+                       width=width, depth=depth)
+    model, hist = run_pretrain(noisy, mcfg, cfg, log_path=log, progress=progress)
+    save_checkpoint(out, model, mcfg, stage="pretrain", method="rcl", noise=noise,
+                    training=cfg.model_dump(), n_images=len(images), final_loss=hist[-1]["loss"], **extra)
+    typer.echo(f"wrote {out} (final loss {hist[-1]['loss']:.4g} after {cfg.steps} steps on {len(images)} images)")
