@@ -68,6 +68,17 @@ def _tiff_with_size(path: Path, w: int, h: int) -> Path:
     return path
 
 
+def _tiff_with_patched_tags(path: Path, w: int, h: int) -> Path:
+    """A compressed TIFF whose size tags are overwritten: strip counts no longer match."""
+    import tifffile
+
+    tifffile.imwrite(str(path), np.zeros((40, 40), np.uint8), compression="zlib")
+    with tifffile.TiffFile(str(path), mode="r+b") as tif:
+        tif.pages[0].tags["ImageWidth"].overwrite(w)
+        tif.pages[0].tags["ImageLength"].overwrite(h)
+    return path
+
+
 def _checkpoint_with_meta(path: Path, edit) -> Path:
     """A valid small checkpoint whose JSON metadata is replaced by ``edit(meta) -> str``."""
     from safetensors import safe_open
@@ -148,6 +159,7 @@ IMAGE_CASES = {
                                                           photometric="minisblack"),
     "five.tif": lambda p: __import__("tifffile").imwrite(str(p), np.zeros((40, 40, 5), np.uint8),
                                                          photometric="minisblack", planarconfig="contig"),
+    "badtags.tif": lambda p: _tiff_with_patched_tags(p, BIG, BIG),  # tifffile logs; still one line
 }
 
 
@@ -258,6 +270,10 @@ OPTION_CASES = {
     "unknown-command": (["denoize"], "denoize"),
     "noise-spec": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--noise", "gaussian:abc"], "gaussian:abc"),
     "noise-inf": (["evaluate", "{ckpt}", "--data", "{good}", "--noise", "poisson:inf"], "poisson:inf"),
+    "noise-huge": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--noise", "gaussian:1e308"],
+                   "gaussian:1e308"),
+    "noise-huge-range": (["evaluate", "{ckpt}", "--data", "{good}", "--noise", "gaussian:5-1e300"],
+                         "gaussian:5-1e300"),
     "tile-small": (["restore", "{ckpt}", "{good}", "-o", "{out}", "--tile", "5"], "--tile"),
     "threads-zero": (["benchmark", "smoke", "-o", "{out}", "--threads", "0"], "--threads"),
     "channels": (["evaluate", "{ckpt}", "--data", "{good}", "--channels", "2"], "--channels"),
@@ -305,6 +321,8 @@ YAML_CASES = {
     "not-mapping": ("- 1\n- 2\n", "mapping"),
     "bad-yaml": ("name: [unclosed\n", "YAML"),
     "unknown-field": ("name: a\nstepz: 3\n", "stepz"),
+    "control-char": ("name: a\x07b\n", "not valid YAML"),
+    "nul-char": ("name: 'a\x00b'\n", "not valid YAML"),
 }
 
 
@@ -320,3 +338,23 @@ def test_bad_benchmark_configs(tmp_path, name):
                               "-o", str(tmp_path / "run"), "--no-progress"])
     _assert_one_line_error(res, culprit)
     assert not (tmp_path / "run").exists()
+
+
+ENV_CASES = {
+    "max-pixels-word": ("RCL_MAX_PIXELS", "lots"),
+    "max-pixels-zero": ("RCL_MAX_PIXELS", "0"),
+    "max-pixels-5000-digits": ("RCL_MAX_PIXELS", "9" * 5000),
+    "memory-word": ("RCL_INFERENCE_MEMORY", "plenty"),
+    "memory-negative": ("RCL_INFERENCE_MEMORY", "-1G"),
+    "memory-400-digits": ("RCL_INFERENCE_MEMORY", "1" * 400),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ENV_CASES))
+def test_bad_environment_values(corpus, tmp_path, monkeypatch, name):
+    var, value = ENV_CASES[name]
+    monkeypatch.setenv(var, value)
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["restore", str(corpus["ckpt"]), str(corpus["good"]), "-o", str(out)])
+    _assert_one_line_error(res, var)
+    assert not out.exists() or not any(out.iterdir())

@@ -147,7 +147,10 @@ def load_yaml(text: str, source: str = "config") -> Any:
     """
     import yaml
 
-    loader = _loader()(text)
+    try:
+        loader = _loader()(text)  # the reader refuses control characters already here
+    except yaml.YAMLError as exc:
+        raise ConfigFileError(f"{source}: not valid YAML: {_one_line(exc)}") from None
     try:
         node = loader.get_single_node()
         if node is None:

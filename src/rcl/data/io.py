@@ -85,7 +85,7 @@ def max_pixels() -> int:
     if raw is None or not raw.strip():
         return DEFAULT_MAX_PIXELS
     text = raw.strip()
-    if not re.fullmatch(r"[0-9]+", text) or int(text) <= 0:
+    if not re.fullmatch(r"[0-9]{1,18}", text) or int(text) <= 0:
         raise ValueError(f"{MAX_PIXELS_ENV}={raw!r}: must be a positive whole number of pixels "
                          f"(width × height), e.g. {MAX_PIXELS_ENV}={4 * DEFAULT_MAX_PIXELS}")
     return int(text)
@@ -150,11 +150,25 @@ def _read_png16(path: Path) -> np.ndarray | None:
     return arr
 
 
+@contextmanager
+def _quiet_tifffile():
+    """Silence tifffile's logger (it logs malformed tags on stderr) while rcl reads a TIFF: a
+    file rcl cannot read ends in one ImageReadError, not in extra log lines."""
+    import logging
+
+    log = logging.getLogger("tifffile")
+    level, log.level = log.level, logging.CRITICAL + 1
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def _read_tiff(path: Path) -> np.ndarray:
     """A single 2-D TIFF image as (H, W) or (H, W, S); planar RGB is moved to samples-last."""
     import tifffile
 
-    with tifffile.TiffFile(str(path)) as tif:
+    with _quiet_tifffile(), tifffile.TiffFile(str(path)) as tif:
         series = tif.series[0]
         axes, shape = series.axes, series.shape
         extra = [a for a, n in zip(axes, shape) if a not in "YXS" and n > 1]
@@ -303,7 +317,8 @@ def atomic_write_bytes(path: Path, write_fn) -> None:
     """Call ``write_fn(tmp_path)`` on a temporary file beside ``path``, then rename it over."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
+    # a short temporary name: the target's own name may be up to the file system's limit
+    fd, tmp = tempfile.mkstemp(prefix=".rcl-", suffix=".part" + path.suffix[:16], dir=path.parent)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 import torch
 
 SCALE = 255.0
+MAX_SIGMA = 10_000 / SCALE
+"""Largest Gaussian σ accepted, on the [0, 1] scale (10 000 on the 0–255 scale, 40× the signal
+range): larger values say nothing more and overflow float32 arithmetic."""
 
 
 def _uniform(lo: float, hi: float, n: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -54,8 +57,8 @@ class GaussianNoise(NoiseModel):
     name = "gaussian"
 
     def __post_init__(self):
-        if not (math.isfinite(self.sigma) and self.sigma >= 0):
-            raise ValueError(f"σ must be finite and >= 0, got {self.sigma * SCALE:g}/255")
+        if not (math.isfinite(self.sigma) and 0 <= self.sigma <= MAX_SIGMA):
+            raise ValueError(f"σ must be in [0, {MAX_SIGMA * SCALE:g}]/255, got {self.sigma * SCALE:g}/255")
 
     def apply(self, clean, generator):
         b = clean.shape[0]
@@ -81,8 +84,8 @@ class GaussianRangeNoise(NoiseModel):
 
     def __post_init__(self):
         if not (math.isfinite(self.sigma_min) and math.isfinite(self.sigma_max)
-                and 0 <= self.sigma_min <= self.sigma_max):
-            raise ValueError(f"need finite 0 <= σ_min <= σ_max, got {self.sigma_min * SCALE:g}-"
+                and 0 <= self.sigma_min <= self.sigma_max <= MAX_SIGMA):
+            raise ValueError(f"need 0 <= σ_min <= σ_max <= {MAX_SIGMA * SCALE:g}, got {self.sigma_min * SCALE:g}-"
                              f"{self.sigma_max * SCALE:g} (0-255 scale)")
 
     def apply(self, clean, generator):
