@@ -12,8 +12,8 @@ from safetensors.torch import load_file, save_file
 import rcl.checkpoint as ck
 from rcl.checkpoint import (MAX_METADATA_BYTES, MAX_METADATA_DEPTH, CheckpointError, load_checkpoint, load_weights,
                             read_metadata, save_checkpoint)
-from rcl.models import ModelConfig, build_model
-from rcl.models.sr import build_jdd_model, build_sr_model
+from rcl.models import ModelConfig, build_jdd_model, build_model, build_sr_model
+from rcl.tasks import DenoiseTask
 
 CFG = ModelConfig(arch="unet", in_channels=1, out_channels=1, width=4, depth=2)
 JCFG = ModelConfig(arch="unet", in_channels=4, out_channels=4, width=4, depth=1)
@@ -158,14 +158,14 @@ def test_architecture_is_built_on_meta_device_only_before_the_check(tmp_path, mo
     _, meta, state = _valid(tmp_path)
     path = _craft(tmp_path, _with(meta, model={**meta["model"], "width": 64}), state)
     devices = []
-    real = ck._build
+    real = DenoiseTask.build_model
 
-    def spy(spec, p):
-        net = real(spec, p)
+    def spy(self, body, meta=None):
+        net = real(self, body, meta)
         devices.append(next(net.parameters()).device.type)
         return net
 
-    monkeypatch.setattr(ck, "_build", spy)
+    monkeypatch.setattr(DenoiseTask, "build_model", spy)  # checkpoints build through the task registry
     with pytest.raises(CheckpointError, match="do not fit"):
         load_checkpoint(path)
     assert devices == ["meta"]

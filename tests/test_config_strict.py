@@ -246,7 +246,7 @@ def test_out_of_range_seeds_in_task_sections(root, tmp_path, section, extra, fie
 def test_the_largest_seed_runs_through_every_rng():
     from rcl.data.datasets import ImageSet, add_noise_per_image, image_seed
     from rcl.data.noise import parse_noise_spec
-    from rcl.training.methods import labelled_subset
+    from rcl.training import labelled_subset
     from rcl.training.trainer import seed_everything
 
     assert 0 <= image_seed(MAX_SEED, "x.png") <= MAX_SEED

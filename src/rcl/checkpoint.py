@@ -12,10 +12,12 @@ Checkpoints are treated as untrusted input. Before any network is allocated:
   (``NaN``, ``Infinity``, ``-Infinity``, or a literal such as ``1e999`` that overflows) are
   refused anywhere in it;
 * the fields that decide what is built are validated in full: ``model`` (a
-  :class:`~rcl.models.ModelConfig`, strict types), ``task`` (one of :data:`TASKS`), ``scale``
-  (SR: an int in :data:`SR_SCALES`; denoise/JDD: 1 or absent), ``pattern`` (one of
-  :data:`rcl.data.degradations.PATTERNS`), ``skip`` (SR: a bool; JDD: one of :data:`JDD_SKIPS`
-  or null). Other keys (training config, noise, …) are informational and kept as they are;
+  :class:`~rcl.models.ModelConfig`, strict types), ``task`` (a name of :data:`rcl.tasks.TASKS`),
+  then the task's own fields by its :meth:`~rcl.tasks.Task.from_metadata` and
+  :meth:`~rcl.tasks.Task.check_body`: ``scale`` (SR: an int in :data:`SR_SCALES`; denoise/JDD: 1
+  or absent), ``pattern`` (one of :data:`rcl.data.degradations.PATTERNS`), ``skip`` (SR: a bool;
+  JDD: one of :data:`JDD_SKIPS` or null), the body's ``arch`` / ``in_channels``. Other keys
+  (training config, noise, …) are informational and kept as they are;
 * the network is built on PyTorch's ``meta`` device (no memory) and its tensor names and shapes
   are compared with those in the safetensors header (read without tensor data). Only a file
   whose tensors are exactly those of the described network is then built on the CPU and loaded,
@@ -40,7 +42,10 @@ from torch import nn
 
 from . import __version__
 from .data.io import atomic_write_bytes
-from .models.factory import ModelConfig, build_model
+from .models.factory import ModelConfig
+from .models.jdd import JDD_SKIPS  # noqa: F401  (documented here: the accepted ``skip`` of JDD checkpoints)
+from .tasks import Task, TaskFieldError, task_from_metadata
+from .tasks.sr import SR_SCALES  # noqa: F401  (documented here: the accepted ``scale`` of SR checkpoints)
 
 FORMAT = "rcl-checkpoint"
 FORMAT_VERSION = 1
@@ -49,12 +54,6 @@ MAX_METADATA_BYTES = 1 << 20
 """Largest accepted rcl metadata string, in bytes of UTF-8 (1 MiB)."""
 MAX_METADATA_DEPTH = 32
 """Deepest accepted nesting of JSON arrays/objects in the metadata (the top-level object is 1)."""
-TASKS = ("denoise", "sr", "jdd")
-"""Tasks a checkpoint may record."""
-SR_SCALES = (2, 3, 4, 8)
-"""Accepted ``scale`` of an SR checkpoint."""
-JDD_SKIPS = ("malvar", "bilinear")
-"""Accepted ``skip`` of a JDD checkpoint (besides null)."""
 
 
 class CheckpointError(ValueError):
@@ -158,21 +157,13 @@ def _parse_metadata(raw: str, path: Path) -> dict:
 
 @dataclass(frozen=True)
 class _Spec:
-    """What a checkpoint's metadata says to build."""
+    """What a checkpoint's metadata says to build: a body config and the task around it."""
 
     cfg: ModelConfig
-    task: str
-    scale: int
-    pattern: str | None
-    skip: Any
+    task: Task
 
     def describe(self) -> str:
-        body = _describe(self.cfg)
-        if self.task == "sr":
-            return f"SR ×{self.scale} on {body}" + ("" if self.skip else " (no skip)")
-        if self.task == "jdd":
-            return f"JDD {self.pattern} on {body} (skip {self.skip})"
-        return body
+        return self.task.describe_network(_describe(self.cfg))
 
 
 def _bad(path, field: str, msg: str) -> CheckpointError:
@@ -190,45 +181,14 @@ def _model_config(raw: Any, path) -> ModelConfig:
 
 
 def _task_fields(meta: dict, cfg: ModelConfig, path) -> _Spec:
-    """Validate task / scale / pattern / skip of ``meta`` (``cfg`` already validated)."""
-    from .data.degradations import PATTERNS, check_pattern
-
-    task = meta.get("task", "denoise")
-    if not isinstance(task, str) or task not in TASKS:
-        raise _bad(path, "task", f"must be one of {', '.join(TASKS)} (got {_short(task)})")
-    scale = meta.get("scale")
-    if task == "sr":
-        if scale is None:
-            scale = 2  # checkpoints always record it; kept as the historical default
-        if type(scale) is not int or scale not in SR_SCALES:
-            raise _bad(path, "scale", f"must be one of {', '.join(map(str, SR_SCALES))} (got {_short(scale)})")
-    elif scale is not None and not (type(scale) is int and scale == 1):
-        raise _bad(path, "scale", f"must be 1 or absent for task {task} (got {_short(scale)})")
-    else:
-        scale = 1
-    pattern = meta.get("pattern")
-    if pattern is not None or task == "jdd":
-        pattern = "RGGB" if pattern is None else pattern
-        if not isinstance(pattern, str) or pattern.upper() not in PATTERNS:
-            raise _bad(path, "pattern", f"must be one of {', '.join(PATTERNS)} (got {_short(pattern)})")
-        pattern = check_pattern(pattern)
-    skip = meta.get("skip")
-    if task == "sr":
-        skip = True if skip is None else skip
-        if not isinstance(skip, bool):
-            raise _bad(path, "skip", f"must be true or false for task sr (got {_short(skip)})")
-    elif task == "jdd":
-        skip = "malvar" if "skip" not in meta else skip
-        if skip is not None and (not isinstance(skip, str) or skip not in JDD_SKIPS):
-            raise _bad(path, "skip", f"must be one of {', '.join(JDD_SKIPS)} or null for task jdd "
-                                     f"(got {_short(skip)})")
-    else:
-        skip = None
-    if task in ("sr", "jdd") and cfg.arch != "unet":
-        raise _bad(path, "model.arch", f"task {task} needs a U-Net body (got {cfg.arch!r})")
-    if task == "jdd" and cfg.in_channels != 4:
-        raise _bad(path, "model.in_channels", f"task jdd needs 4 (the packed mosaic), got {cfg.in_channels}")
-    return _Spec(cfg, task, scale, pattern, skip)
+    """Validate the task fields of ``meta`` (task, then the task's own: scale / pattern / skip) and
+    that ``cfg`` (already validated) can serve as its body, through the task registry."""
+    try:
+        task = task_from_metadata(meta)
+        task.check_body(cfg)
+    except TaskFieldError as exc:
+        raise _bad(path, exc.field, exc.reason) from None
+    return _Spec(cfg, task)
 
 
 def _validate(meta: dict, path) -> _Spec:
@@ -281,17 +241,9 @@ def _describe(cfg: ModelConfig) -> str:
 
 def _build(spec: _Spec, path) -> nn.Module:
     try:
-        if spec.task == "sr":
-            from .models.sr import build_sr_model
-
-            return build_sr_model(spec.cfg, spec.scale, skip=spec.skip)
-        if spec.task == "jdd":
-            from .models.sr import build_jdd_model
-
-            return build_jdd_model(spec.cfg, spec.pattern, spec.skip)
-        return build_model(spec.cfg)
+        return spec.task.build_model(spec.cfg)
     except (ValueError, TypeError) as exc:
-        raise CheckpointError(f"{path}: bad metadata: {spec.task} record: {_one_line(exc)}") from None
+        raise CheckpointError(f"{path}: bad metadata: {spec.task.name} record: {_one_line(exc)}") from None
 
 
 def _meta_shapes(spec: _Spec, path) -> dict[str, tuple[int, ...]]:
@@ -347,7 +299,8 @@ def _check_fit(path, want: dict[str, tuple], have: dict[str, tuple], what: str) 
 
 
 def build_task_model(cfg: ModelConfig, meta: dict, path: Path | str = "checkpoint") -> nn.Module:
-    """The network for a checkpoint's task: a denoiser, an SRNet (``scale``) or a JDDNet (``pattern``).
+    """The network for a checkpoint's task (:meth:`rcl.tasks.Task.build_model` of the task its
+    metadata records): a denoiser, an SRNet (``scale``) or a JDDNet (``pattern``).
 
     ``meta``'s task/scale/pattern/skip are validated as in :func:`read_metadata` first.
 

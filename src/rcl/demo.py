@@ -74,10 +74,12 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
         FileExistsError: ``out`` exists already.
     """
     from .checkpoint import save_checkpoint
-    from .evaluation import evaluate, make_noisy_test_set, model_denoiser
+    from .evaluation import evaluate, make_noisy_test_set
     from .evaluation.residual import sigma_correlation
+    from .methods import FinetuneConfig, RCLConfig, get_method
     from .reporting import markdown_table, plot_loss_curves, plot_restorations, print_table
-    from .training import FinetuneConfig, PretrainConfig, finetune, pretrain
+    from .tasks import get_task
+    from .training import fit
 
     t_start = time.time()
     p = QUICK if quick else FULL
@@ -100,24 +102,28 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
         noisy_train, sigma_train = add_noise_per_image(train_clean, noise, seed + 1)
         mcfg = ModelConfig(arch="unet", in_channels=1, out_channels=1, width=16, depth=3)
 
-        pcfg = PretrainConfig(steps=p["pretrain_steps"], batch_images=p["batch_images"], crop_size=p["crop"],
+        task = get_task("denoise")
+        rcl_method, supervised = get_method("rcl"), get_method("supervised")
+        pcfg = RCLConfig(steps=p["pretrain_steps"], batch_images=p["batch_images"], crop_size=p["crop"],
                               seed=seed)
         print(f"[1/4] RCL pre-training on {len(noisy_train)} noisy photos (no labels), {pcfg.steps} steps",
               flush=True)
-        rcl_model, h_pre = pretrain(noisy_train, mcfg, pcfg, log_path=work / "pretrain_log.csv", progress=progress)
+        pre = fit(task, rcl_method, noisy_train, pcfg, mcfg, log_path=work / "pretrain_log.csv", progress=progress,
+                  desc="pretrain (RCL)")
+        rcl_model, h_pre = pre.model, pre.history
         save_checkpoint(work / "rcl_pretrained.safetensors", rcl_model, mcfg, stage="pretrain", method="rcl",
                         noise="gaussian:5-50", training=pcfg.model_dump())
 
         fcfg = FinetuneConfig(steps=p["finetune_steps"], batch_size=p["batch_size"], crop_size=p["crop"],
                               label_fraction=1 / len(train_clean), seed=seed)
         print(f"[2/4] fine-tuning with 1 labelled photo from the RCL weights, {fcfg.steps} steps", flush=True)
-        tuned, h_tuned, labelled = finetune(train_clean, noise, fcfg, mcfg, init=rcl_model,
-                                            log_path=work / "finetune_rcl_log.csv", progress=progress,
-                                            desc="finetune (RCL init)")
+        res = fit(task, supervised, train_clean, fcfg, mcfg, init=rcl_model, noise=noise,
+                  log_path=work / "finetune_rcl_log.csv", progress=progress, desc="finetune (RCL init)")
+        tuned, h_tuned, labelled = res.model, res.history, res.labelled
         print(f"[3/4] fine-tuning with the same photo from scratch, {fcfg.steps} steps", flush=True)
-        scratch, h_scratch, _ = finetune(train_clean, noise, fcfg, mcfg, init=None,
-                                         log_path=work / "finetune_scratch_log.csv", progress=progress,
-                                         desc="finetune (scratch)")
+        res = fit(task, supervised, train_clean, fcfg, mcfg, init=None, noise=noise,
+                  log_path=work / "finetune_scratch_log.csv", progress=progress, desc="finetune (scratch)")
+        scratch, h_scratch = res.model, res.history
         save_checkpoint(work / "rcl_1label.safetensors", tuned, mcfg, stage="finetune", init_stage="pretrain",
                         noise="gaussian:5-50", training=fcfg.model_dump(), labelled_images=labelled)
         save_checkpoint(work / "scratch_1label.safetensors", scratch, mcfg, stage="finetune", init_stage=None,
@@ -125,11 +131,11 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
 
         print(f"[4/4] evaluating on {len(test_clean)} held-out photos", flush=True)
         noisy_test, sigma_test = make_noisy_test_set(test_clean, noise, seed=0)
-        methods = {"RCL only (0 labels)": model_denoiser(rcl_model),
-                   "scratch + 1 label": model_denoiser(scratch),
-                   "RCL + 1 label": model_denoiser(tuned)}
+        methods = {"RCL only (0 labels)": rcl_method.predictor(rcl_model, pcfg),
+                   "scratch + 1 label": supervised.predictor(scratch, fcfg),
+                   "RCL + 1 label": supervised.predictor(tuned, fcfg)}
         results, outputs = evaluate(methods, test_clean, noise, noisy=noisy_test, sigmas=sigma_test,
-                                    keep_outputs=True)
+                                    keep_outputs=True, task=task)
         first = next(iter(results.values()))
         rows = [{"method": "noisy input", "psnr": first.mean("psnr_noisy"), "ssim": first.mean("ssim_noisy")}]
         rows += [{"method": k, "psnr": r.mean("psnr"), "ssim": r.mean("ssim")} for k, r in results.items()]

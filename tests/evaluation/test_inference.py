@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from rcl.evaluation.inference import _starts, predict
+from rcl.evaluation.inference import tile_starts, predict
 from rcl.models import DnCNN, UNet
 
 
@@ -131,9 +131,9 @@ def test_scaled_model_output_size():
 
 
 def test_starts_cover_image():
-    assert _starts(10, 16, 12) == [0]
-    assert _starts(16, 16, 12) == [0]
-    s = _starts(45, 16, 12)
+    assert tile_starts(10, 16, 12) == [0]
+    assert tile_starts(16, 16, 12) == [0]
+    s = tile_starts(45, 16, 12)
     assert s[0] == 0 and s[-1] == 45 - 16 and s == sorted(set(s))
     assert all(b - a <= 12 for a, b in zip(s, s[1:]))
 

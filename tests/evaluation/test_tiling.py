@@ -6,11 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from rcl.evaluation.inference import (DEFAULT_INFERENCE_BYTES, MEMORY_ENV, _full_bytes, _spans, _tiled_bytes, auto_tile,
-                                      default_inference_bytes, inference_bytes, min_tile, parse_bytes,
-                                      predict, receptive_field, tile_alignment, tile_overlap)
+from rcl.evaluation.inference import (DEFAULT_INFERENCE_BYTES, MEMORY_ENV, auto_tile, default_inference_bytes,
+                                      full_image_bytes, inference_bytes, min_tile, parse_bytes, predict,
+                                      receptive_field, tile_alignment, tile_overlap, tile_spans,
+                                      tiled_inference_bytes)
 from rcl.models import DnCNN, ModelConfig, UNet, build_model
-from rcl.models.sr import JDDNet, SRNet
+from rcl.models import JDDNet, SRNet
 
 
 def _x(*shape, seed=0, dtype=torch.float32):
@@ -140,7 +141,7 @@ def test_unet_radius_is_attained():
 
 def test_spans_partition_the_axis_and_start_aligned():
     for n, tile, step, align in [(203, 116, 60, 4), (517, 248, 128, 8), (64, 33, 17, 1), (250, 240, 112, 16)]:
-        spans = _spans(n, tile, step, align)
+        spans = tile_spans(n, tile, step, align)
         assert spans[0][2] == 0 and spans[-1][3] == n and spans[-1][1] == n
         for (s, e, k0, k1), nxt in zip(spans, spans[1:] + [None]):
             assert s % align == 0 and s <= k0 < k1 <= e
@@ -189,7 +190,7 @@ def test_auto_tiling_with_a_tiny_budget_equals_whole_image(name):
     model = make()
     x = _x(2, *shape, seed=6)  # a batch of two
     whole = predict(model, x, max_bytes=1 << 40)
-    tiny = _tiled_bytes(model, x.shape, min_tile(model))  # room for the smallest tile
+    tiny = tiled_inference_bytes(model, x.shape, min_tile(model))  # room for the smallest tile
     assert tiny < inference_bytes(model, x.shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # input + output take most of such a budget
@@ -220,7 +221,7 @@ def test_huge_image_keeps_a_quarter_of_the_budget_for_tiles(monkeypatch):
     with pytest.warns(UserWarning, match="input and output alone"):
         tile = auto_tile(model, shape)
     assert tile > 2 * min_tile(model)
-    assert _tiled_bytes(model, shape, tile) - _full_bytes(model, shape) <= DEFAULT_INFERENCE_BYTES // 4
+    assert tiled_inference_bytes(model, shape, tile) - full_image_bytes(model, shape) <= DEFAULT_INFERENCE_BYTES // 4
 
 
 def test_small_explicit_tile_reduces_the_overlap_with_a_warning():
@@ -257,7 +258,7 @@ def test_evaluation_images_are_never_tiled_by_default(monkeypatch):
 @pytest.mark.parametrize("task, c", [("sr2", 1), ("sr2", 3), ("sr4", 3), ("jdd", 1)])
 def test_task_evaluation_images_are_never_tiled_by_default(monkeypatch, task, c):
     """The committed SR and JDD benchmarks (Kodak24, 768×512, default body) run whole images."""
-    from rcl.models.sr import build_jdd_model, build_sr_model
+    from rcl.models import build_jdd_model, build_sr_model
 
     monkeypatch.delenv(MEMORY_ENV, raising=False)
     if task == "jdd":

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from rcl.losses.masking import _offsets, n2v_mask
+from rcl.losses.masking import neighbour_offsets, n2v_mask
 
 
 def _gen(seed=0):
@@ -100,7 +100,7 @@ def test_neighbour_choice_covers_window():
 
 
 def test_offsets():
-    offs = _offsets(2)
+    offs = neighbour_offsets(2)
     assert offs.shape == (24, 2)
     assert not ((offs[:, 0] == 0) & (offs[:, 1] == 0)).any()
     assert offs.abs().max() == 2

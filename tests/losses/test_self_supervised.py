@@ -10,9 +10,10 @@ from torch import nn
 
 from rcl.losses.masking import n2v_mask
 from rcl.losses.neighbor2neighbor import apply_subsample, ne2ne_loss, neighbor_subsample
-from rcl.losses.noise2self import interpolate_neighbours, n2s_loss, n2s_mask, n2s_predict
+from rcl.losses.noise2self import interpolate_neighbours, n2s_loss, n2s_mask
 from rcl.losses.noise2void import n2v_loss
 from rcl.losses.ntxent import FeatureNTXent
+from rcl.methods import n2s_predict
 from rcl.models import DnCNN, UNet
 from rcl.models.projection import ProjectionHead, project
 

@@ -5,8 +5,7 @@ import torch
 
 from rcl.data.degradations import PATTERNS, bayer_mosaic, bicubic_upscale, bilinear_demosaic, malvar_demosaic
 from rcl.evaluation import predict
-from rcl.models import ModelConfig, UNet, build_model
-from rcl.models.sr import JDDNet, SRNet, build_jdd_model, build_sr_model, transfer_weights
+from rcl.models import JDDNet, ModelConfig, SRNet, UNet, build_jdd_model, build_model, build_sr_model, transfer_weights
 
 
 def _x(*shape, seed=0):

@@ -1,21 +1,21 @@
-"""Downstream fine-tuning (SR, JDD): methods, fixed-realisation crops, mosaic pre-training data, and
-short fine-tunes that must beat the classical reference on held-out image regions."""
+"""Downstream fine-tuning through fit (SR, JDD): the tasks' batches, fixed-realisation crops, mosaic
+pre-training data, and short fine-tunes that must beat the classical reference on held-out image
+regions."""
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from rcl.data import GaussianNoise, ImageSet, PoissonGaussianNoise
+from rcl.data import GaussianNoise, ImageSet, PoissonGaussianNoise, RealNoise
 from rcl.data.degradations import (CropWarning, bayer_mosaic, bicubic_downscale, bicubic_upscale,
                                    demosaic_classical, jdd_pair, sr_pair)
 from rcl.evaluation import predict, psnr
 from rcl.evaluation.sr_metrics import psnr_y
-from rcl.models import ModelConfig, build_model
-from rcl.models.sr import JDDNet, SRNet, build_jdd_model
-from rcl.training import FinetuneConfig, PretrainConfig, RCLPretraining, seed_everything, train
-from rcl.training.downstream import (JDDTraining, SRTraining, _aligned_crops, finetune_jdd, finetune_sr,
-                                     noisy_lr_images, noisy_mosaics, packed_noisy_mosaics)
+from rcl.methods import Supervised
+from rcl.models import JDDNet, ModelConfig, SRNet, build_jdd_model, build_model
+from rcl.tasks import JDDTask, SRTask
+from rcl.training import FinetuneConfig, PretrainConfig, fit, seed_everything
 
 
 def _rand(*shape, seed=0):
@@ -34,72 +34,91 @@ def _astronaut() -> torch.Tensor:
     return torch.from_numpy(skimage.data.astronaut().astype(np.float32) / 255).permute(2, 0, 1).contiguous()
 
 
-# ---------------------------------------------------------------- methods and data helpers
+# ---------------------------------------------------------------- batches and data helpers
+
+BODY = ModelConfig(width=4, depth=1)
+JBODY = ModelConfig(in_channels=4, out_channels=4, width=4, depth=1)
+
+
+def _sr(clean, cfg, scale, noise=None, **kw):
+    return fit(SRTask(scale), "supervised", clean, cfg, BODY, noise=noise, progress=False, **kw)
+
 
 def test_sr_training_checks():
     clean = ImageSet([_rand(1, 40, 40)], ["a"])
     with pytest.raises(ValueError, match="multiple of the scale"):
-        SRTraining(clean, None, 3, FinetuneConfig(crop_size=32))
+        _sr(clean, FinetuneConfig(crop_size=32), 3)
     with pytest.raises(ValueError, match="smaller"):
-        SRTraining(clean, None, 2, FinetuneConfig(crop_size=48))
-    m = SRTraining(clean, GaussianNoise(0.05), 4, FinetuneConfig(crop_size=32, batch_size=3))
+        _sr(clean, FinetuneConfig(crop_size=48), 2)
+    with pytest.raises(ValueError, match="synthetic"):
+        _sr(clean, FinetuneConfig(crop_size=32), 2, noise=RealNoise())
+    with pytest.raises(ValueError, match="scale must be >= 2"):
+        SRTask(1)
     seed_everything(0)
-    model = SRNet(build_model(ModelConfig(width=4, depth=1)), 4)
+    model = SRNet(build_model(BODY), 4)
+    m = Supervised(clean, FinetuneConfig(crop_size=32, batch_size=3), task=SRTask(4), model=model,
+                   noise=GaussianNoise(0.05))
     loss, logs = m.loss(model, torch.Generator().manual_seed(0))
     assert loss.ndim == 0 and logs["loss"] > 0
 
 
 def test_jdd_training_checks():
     rgb = ImageSet([_rand(3, 40, 40)], ["a"])
+    jdd = lambda data, cfg, body=JBODY: fit(JDDTask(), "supervised", data, cfg, body, progress=False)  # noqa: E731
     with pytest.raises(ValueError, match="even"):
-        JDDTraining(rgb, None, "RGGB", FinetuneConfig(crop_size=33))
+        jdd(rgb, FinetuneConfig(crop_size=33))
     with pytest.raises(ValueError, match="RGB"):
-        JDDTraining(ImageSet([_rand(1, 40, 40)], ["a"]), None, "RGGB", FinetuneConfig(crop_size=32))
+        jdd(ImageSet([_rand(1, 40, 40)], ["a"]), FinetuneConfig(crop_size=32))
+    with pytest.raises(ValueError, match="in_channels must be 4"):
+        jdd(rgb, FinetuneConfig(crop_size=32), BODY)
     with pytest.raises(ValueError, match="pattern"):
-        JDDTraining(rgb, None, "RGBG", FinetuneConfig(crop_size=32))
-    m = JDDTraining(rgb, None, "BGGR", FinetuneConfig(crop_size=16, batch_size=2))
-    model = build_jdd_model(ModelConfig(in_channels=4, out_channels=4, width=4, depth=1), "BGGR")
+        JDDTask("RGBG")
+    model = build_jdd_model(JBODY, "BGGR")
+    m = Supervised(rgb, FinetuneConfig(crop_size=16, batch_size=2), task=JDDTask("BGGR"), model=model)
     loss, _ = m.loss(model, torch.Generator().manual_seed(0))
     assert torch.isfinite(loss)
 
 
-def test_aligned_crops_share_position_and_transform():
+def test_sr_fixed_inputs_give_aligned_crops_with_one_transform():
     hr = ImageSet([_rand(1, 32, 40, seed=i) for i in range(3)], list("abc"))
     lr = ImageSet([F.avg_pool2d(im[None], 4)[0] for im in hr.images], list("abc"))  # commutes with flips
-    x, y = _aligned_crops(lr, hr, 16, 4, 4, torch.Generator().manual_seed(1), augment=True)
+    x, y = SRTask(4).training_batch(hr, lr, None, 16, 16, torch.Generator().manual_seed(1))
     assert x.shape == (16, 1, 4, 4) and y.shape == (16, 1, 16, 16)
     torch.testing.assert_close(x, F.avg_pool2d(y, 4))
+    with pytest.raises(ValueError, match="is not 4× the input"):
+        SRTask(4).training_batch(hr, hr, None, 2, 16, torch.Generator())
 
 
-def test_noisy_lr_images_and_fixed_sr_training():
+def test_sr_degrade_and_fixed_sr_training():
     clean = ImageSet([_rand(1, 51, 67), _rand(1, 48, 48, seed=1)], ["odd", "even"])
     with pytest.warns(CropWarning, match="odd"):
-        lr, hr = noisy_lr_images(clean, 4, GaussianNoise(0.0), seed=0)
+        lr, hr, sigmas = SRTask(4).degrade(clean, GaussianNoise(0.0), seed=0)
     assert [im.shape for im in lr.images] == [(1, 12, 16), (1, 12, 12)]
+    assert [im.shape for im in hr.images] == [(1, 48, 64), (1, 48, 48)] and sigmas.shape == (2,)
     torch.testing.assert_close(lr.images[1], bicubic_downscale(clean.images[1][None], 4)[0])
-    cfg = FinetuneConfig(crop_size=32, batch_size=2, resample_noise=False)
-    method = SRTraining(hr, GaussianNoise(0.1), 4, cfg, noisy=lr)
-    model = SRNet(build_model(ModelConfig(width=4, depth=1)), 4)
+    free, _, zero = SRTask(4).degrade(clean.subset([1]), None, seed=0)  # noise-free SR
+    assert torch.equal(free.images[0], lr.images[1]) and zero.tolist() == [0.0]
+    model = SRNet(build_model(BODY), 4)
+    method = Supervised(hr, FinetuneConfig(crop_size=32, batch_size=2), task=SRTask(4), model=model,
+                        noise=GaussianNoise(0.1), inputs=lr)
     loss, _ = method.loss(model, torch.Generator().manual_seed(0))
     assert torch.isfinite(loss)
 
 
-def test_noisy_mosaics_and_fixed_jdd_crops():
+def test_jdd_degrade_and_fixed_jdd_crops():
     rgb = ImageSet([_rand(3, 21, 30), _rand(3, 24, 24, seed=1)], ["odd", "even"])
     with pytest.warns(CropWarning, match="odd"):
-        mos, clean = noisy_mosaics(rgb, "GRBG", GaussianNoise(0.0), seed=0)
+        mos, clean, _ = JDDTask("GRBG").degrade(rgb, GaussianNoise(0.0), seed=0)
     assert [m.shape for m in mos.images] == [(1, 20, 30), (1, 24, 24)]
-    method = JDDTraining(clean, GaussianNoise(0.0), "GRBG", FinetuneConfig(crop_size=16, batch_size=6), noisy=mos)
     seen = {}
-
-    def spy(x):
-        seen["x"] = x
-        return torch.zeros(x.shape[0], 3, *x.shape[-2:])
 
     class Spy(torch.nn.Module):
         def forward(self, x):
-            return spy(x)
+            seen["x"] = x
+            return torch.zeros(x.shape[0], 3, *x.shape[-2:])
 
+    method = Supervised(clean, FinetuneConfig(crop_size=16, batch_size=6), task=JDDTask("GRBG"), model=Spy(),
+                        inputs=mos)
     method.loss(Spy(), torch.Generator().manual_seed(3))
     # the fixed crops start at even offsets and are not flipped: they are mosaics of *some* clean crop
     # with the right pattern, i.e. re-mosaicking the best-matching clean crop reproduces them
@@ -116,43 +135,46 @@ def test_noisy_mosaics_and_fixed_jdd_crops():
 
 def test_packed_noisy_mosaics_are_rcl_pretraining_data():
     rgb = ImageSet([_rand(3, 40, 41, seed=i) for i in range(3)], ["a", "b", "c"])
+    task = JDDTask("RGGB")
     with pytest.warns(CropWarning, match="41×40"):
-        packed = packed_noisy_mosaics(rgb, "RGGB", None, seed=0)
+        packed = task.pretraining_data(rgb, None, seed=0)
     assert len(packed) == 3 and all(p.shape == (4, 20, 20) for p in packed.images)
     with pytest.warns(CropWarning):
-        again = packed_noisy_mosaics(rgb.subset([2, 0]), "RGGB", None, seed=0)
+        again = task.pretraining_data(rgb.subset([2, 0]), None, seed=0)
     assert torch.equal(again.images[0], packed.images[2])  # noise depends on seed and name, not order
-    # RCL pre-training of a UNet(4, 4) on them, then every weight initialises the JDD body
-    cfg = ModelConfig(in_channels=4, out_channels=4, width=4, depth=1)
-    seed_everything(0)
-    den = build_model(cfg)
-    pcfg = PretrainConfig(steps=2, batch_images=2, crop_size=16)
-    hist = train(den, RCLPretraining(packed, pcfg), 2, 1e-3, torch.Generator().manual_seed(0), progress=False)
-    assert len(hist) == 2 and np.isfinite(hist[-1]["loss"])
-    model, _, _ = finetune_jdd(rgb, None, "RGGB", FinetuneConfig(steps=1, batch_size=2, crop_size=16), cfg,
-                               init=den, progress=False)
-    assert isinstance(model, JDDNet)
+    with pytest.raises(ValueError, match="synthetic"):
+        task.pretraining_data(rgb, RealNoise(), seed=0)
+    # RCL pre-training of a UNet(4, 4) on them (the task's pre-training network, even from a
+    # 1-channel body config), then every weight initialises the JDD body
+    assert task.pretrain_model_config(BODY) == JBODY
+    pre = fit(task, "rcl", packed, PretrainConfig(steps=2, batch_images=2, crop_size=16), JBODY, progress=False)
+    den = pre.model
+    assert len(pre.history) == 2 and np.isfinite(pre.history[-1]["loss"])
+    res = fit(task, "supervised", rgb, FinetuneConfig(steps=1, batch_size=2, crop_size=16), JBODY, init=den,
+              progress=False)
+    assert isinstance(res.model, JDDNet)
     for k, v in den.state_dict().items():
-        assert v.shape == model.body.state_dict()[k].shape
+        assert v.shape == res.model.body.state_dict()[k].shape
+    with pytest.raises(ValueError, match="pattern"):  # a JDDNet of another pattern
+        fit(JDDTask("BGGR"), "supervised", rgb, FinetuneConfig(steps=1, batch_size=2, crop_size=16), JBODY,
+            init=res.model, progress=False)
 
 
 def test_finetune_init_options():
     clean = ImageSet([_rand(1, 32, 32, seed=i) for i in range(2)], ["a", "b"])
     cfg = FinetuneConfig(steps=1, batch_size=2, crop_size=16)
-    body = ModelConfig(width=4, depth=1)
-    den = build_model(body)
-    m1, hist, names = finetune_sr(clean, GaussianNoise(0.05), 2, cfg, body, init=den, progress=False)
-    assert isinstance(m1, SRNet) and len(hist) == 1 and names == ["a", "b"]
-    m2, _, _ = finetune_sr(clean, GaussianNoise(0.05), 2, cfg, body, init=m1, progress=False)
-    assert m2 is not m1
+    den = build_model(BODY)
+    r1 = _sr(clean, cfg, 2, GaussianNoise(0.05), init=den)
+    assert isinstance(r1.model, SRNet) and len(r1.history) == 1 and r1.labelled == ["a", "b"]
+    r2 = _sr(clean, cfg, 2, GaussianNoise(0.05), init=r1.model)
+    assert r2.model is not r1.model
     with pytest.raises(TypeError, match="init"):
-        finetune_sr(clean, None, 2, cfg, body, init=torch.nn.Linear(1, 1), progress=False)
+        _sr(clean, cfg, 2, init=torch.nn.Linear(1, 1))
     with pytest.raises(ValueError, match="channel"):
-        finetune_sr(clean, None, 2, cfg, ModelConfig(in_channels=3, out_channels=3, width=4, depth=1),
-                    progress=False)
-    m3, _, _ = finetune_sr(clean, GaussianNoise(0.05), 2, cfg.model_copy(update={"resample_noise": False}), body,
-                           progress=False)
-    assert isinstance(m3, SRNet)
+        fit(SRTask(2), "supervised", clean, cfg, ModelConfig(in_channels=3, out_channels=3, width=4, depth=1),
+            progress=False)
+    r3 = _sr(clean, cfg.model_copy(update={"resample_noise": False}), 2, GaussianNoise(0.05))
+    assert isinstance(r3.model, SRNet)
 
 
 # ---------------------------------------------------------------- short fine-tunes vs classical references
@@ -164,7 +186,8 @@ def test_sr_x2_finetune_beats_bicubic_on_held_out_region():
     noise = GaussianNoise(15 / 255)
     lr_noisy, hr = sr_pair(cam[None, :, :, 256:], 2, noise, torch.Generator().manual_seed(123))
     cfg = FinetuneConfig(steps=150, batch_size=8, crop_size=48, lr=2e-3)
-    model, hist, _ = finetune_sr(train_set, noise, 2, cfg, ModelConfig(width=12, depth=2), progress=False)
+    res = fit(SRTask(2), "supervised", train_set, cfg, ModelConfig(width=12, depth=2), noise=noise, progress=False)
+    model, hist = res.model, res.history
     out = predict(model, lr_noisy)
     assert out.shape == hr.shape
     ref = psnr_y(bicubic_upscale(lr_noisy, 2)[0], hr[0], border=2)
@@ -181,8 +204,8 @@ def test_jdd_finetune_beats_bilinear_on_held_out_region():
     noise = PoissonGaussianNoise(a_min=1e-3, a_max=3e-3, b_min=5 / 255, b_max=10 / 255)
     noisy, clean = jdd_pair(ast[None, :, 256:], "RGGB", noise, torch.Generator().manual_seed(7))
     cfg = FinetuneConfig(steps=400, batch_size=8, crop_size=32, lr=2e-3)
-    model, _, _ = finetune_jdd(train_set, noise, "RGGB", cfg,
-                               ModelConfig(in_channels=4, out_channels=4, width=12, depth=2), progress=False)
+    model = fit(JDDTask("RGGB"), "supervised", train_set, cfg,
+                ModelConfig(in_channels=4, out_channels=4, width=12, depth=2), noise=noise, progress=False).model
     out = predict(model, noisy)[0]
     bilinear = psnr(demosaic_classical(noisy[0], "RGGB", "bilinear"), clean[0])
     malvar = psnr(demosaic_classical(noisy[0], "RGGB", "malvar"), clean[0])

@@ -10,9 +10,11 @@ from torch import nn
 
 from rcl.data.datasets import ImageSet
 from rcl.data.noise import GaussianNoise, GaussianRangeNoise, RealNoise
+from rcl.methods import Supervised
 from rcl.models import ModelConfig
-from rcl.training import (FinetuneConfig, PretrainConfig, RCLPretraining, SupervisedTraining, finetune,
-                          labelled_subset, pretrain, seed_everything, train)
+from rcl.tasks import DenoiseTask
+from rcl.training import (FinetuneConfig, PretrainConfig, finetune, fit, labelled_subset, pretrain, seed_everything,
+                          train)
 
 
 class Regress:
@@ -157,9 +159,19 @@ def test_pretrain_errors():
     with pytest.raises(ValueError, match="channel"):
         pretrain(_images(3, c=3), TINY, _tiny_pretrain(), progress=False)
     with pytest.raises(ValueError, match="at least 2"):
-        RCLPretraining(_images(1), _tiny_pretrain())
+        pretrain(_images(1), TINY, _tiny_pretrain(), progress=False)
     with pytest.raises(ValueError, match="crop size"):
-        RCLPretraining(_images(3, size=6), _tiny_pretrain())
+        pretrain(_images(3, size=6), TINY, _tiny_pretrain(), progress=False)
+
+
+def test_pretrain_from_a_model_trains_a_copy():
+    noisy = _images(3)
+    init, _ = pretrain(noisy, TINY, _tiny_pretrain(seed=1), progress=False)
+    before = {k: v.clone() for k, v in init.state_dict().items()}
+    model, hist = pretrain(noisy, TINY, _tiny_pretrain(seed=2), progress=False, model=init)
+    assert model is not init and len(hist) == 3
+    assert all(torch.equal(v, before[k]) for k, v in init.state_dict().items())
+    assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
 def test_finetune_deterministic_and_subset():
@@ -197,19 +209,25 @@ def test_finetune_with_noisy_pairs():
 def test_supervised_errors():
     cfg = FinetuneConfig(steps=1, batch_size=1, crop_size=8)
     with pytest.raises(ValueError, match="synthetic"):
-        SupervisedTraining(_images(2), RealNoise(), cfg)
+        finetune(_images(2), RealNoise(), cfg, TINY, progress=False)
     with pytest.raises(ValueError, match="synthetic"):
-        SupervisedTraining(_images(2), None, cfg)
+        finetune(_images(2), None, cfg, TINY, progress=False)
+    with pytest.raises(ValueError, match="synthetic"):
+        finetune(_images(2), None, cfg.model_copy(update={"resample_noise": False}), TINY, progress=False)
     with pytest.raises(ValueError, match="crop size"):
-        SupervisedTraining(_images(2, size=5), GaussianNoise(0.1), cfg)
+        finetune(_images(2, size=5), GaussianNoise(0.1), cfg, TINY, progress=False)
     with pytest.raises(ValueError, match="channel"):
         finetune(_images(2, c=3), GaussianNoise(0.1), cfg, TINY, progress=False)
+    with pytest.raises(ValueError, match="2 noisy images for 3 clean"):
+        finetune(_images(3), None, cfg, TINY, noisy=_images(2), progress=False)
+    with pytest.raises(TypeError, match="FinetuneConfig"):
+        fit(DenoiseTask(), "supervised", _images(2), _tiny_pretrain(), TINY, noise=GaussianNoise(0.1))
 
 
 def test_supervised_method_loss_matches_noise():
     clean = _images(2)
     cfg = FinetuneConfig(steps=1, batch_size=4, crop_size=8)
-    method = SupervisedTraining(clean, GaussianNoise(0.2), cfg)
+    method = Supervised(clean, cfg, task=DenoiseTask(), model=nn.Identity(), noise=GaussianNoise(0.2))
     loss, logs = method.loss(nn.Identity(), torch.Generator().manual_seed(0))
     # identity model: the loss is the noise power σ²
     assert loss.item() == pytest.approx(0.04, rel=0.2) and logs["loss"] == pytest.approx(loss.item())

@@ -86,7 +86,8 @@ def parse_bytes(text: str | int) -> int:
     if isinstance(text, int) and not isinstance(text, bool):
         n = text
     else:
-        m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([KMGT]?)(?:I?B)?\s*", str(text), re.IGNORECASE)
+        m = re.fullmatch(r"\s*(\d{1,20}(?:\.\d{0,20})?|\.\d{1,20})\s*([KMGT]?)(?:I?B)?\s*", str(text),
+                         re.IGNORECASE)
         if m is None:
             raise ValueError(f"not a memory size: {text!r} (use bytes or e.g. 800M, 1G, 1.5GiB)")
         n = int(float(m.group(1)) * _SUFFIX[m.group(2).upper()])
@@ -296,17 +297,17 @@ def inference_bytes(model: nn.Module, shape: Sequence[int]) -> int:
     return b * c * h * w * _elt(model) + _tile_bytes(model, b, c, h, w)
 
 
-def _full_bytes(model: nn.Module, shape: Sequence[int]) -> int:
+def full_image_bytes(model: nn.Module, shape: Sequence[int]) -> int:
     """Bytes of the full-size input and output of tiled predict (held throughout)."""
     b, c, h, w = _shape4(shape)
     _, out_px = _probe(model, c)
     return math.ceil(b * h * w * (c * _elt(model) + out_px))
 
 
-def _tiled_bytes(model: nn.Module, shape: Sequence[int], tile: int) -> int:
+def tiled_inference_bytes(model: nn.Module, shape: Sequence[int], tile: int) -> int:
     """Estimated peak of tiled predict: full input and output plus one tile's forward pass."""
     b, c, h, w = _shape4(shape)
-    return _full_bytes(model, shape) + _tile_bytes(model, b, c, min(tile, h), min(tile, w))
+    return full_image_bytes(model, shape) + _tile_bytes(model, b, c, min(tile, h), min(tile, w))
 
 
 def _auto_tile(model: nn.Module, shape, budget: int, overlap: int) -> int | None:
@@ -320,7 +321,7 @@ def _auto_tile(model: nn.Module, shape, budget: int, overlap: int) -> int | None
     # the full-size input and output are needed whatever the tile: the tile gets the rest of the
     # budget, but at least a quarter of it (a huge image then exceeds the budget, with a warning,
     # instead of being restored in minimal, slow tiles)
-    full = _full_bytes(model, shape)
+    full = full_image_bytes(model, shape)
     tile_budget = max(budget - full, budget // 4)
     if full > budget - budget // 4:
         warnings.warn(f"{w}×{h} px input: its input and output alone take {full / 2**20:.0f} MiB of the "
@@ -431,7 +432,7 @@ def predict(model: nn.Module, x: torch.Tensor, tile: int | None = None, overlap:
     return out[0] if single else out
 
 
-def _starts(n: int, tile: int, step: int, align: int = 1) -> list[int]:
+def tile_starts(n: int, tile: int, step: int, align: int = 1) -> list[int]:
     """Tile start offsets covering [0, n), each a multiple of ``align``, consecutive ones at most
     ``step`` apart (step rounded down to a multiple of align, at least align); the last start is
     the largest multiple of align ≤ n − tile, so the last tile (which runs to n) is at least
@@ -444,10 +445,10 @@ def _starts(n: int, tile: int, step: int, align: int = 1) -> list[int]:
     return sorted(set(s))
 
 
-def _spans(n: int, tile: int, step: int, align: int) -> list[tuple[int, int, int, int]]:
+def tile_spans(n: int, tile: int, step: int, align: int) -> list[tuple[int, int, int, int]]:
     """(start, end, keep_from, keep_to) per tile along one axis: tiles [start, end) and the part
     [keep_from, keep_to) of [0, n) taken from each; seams lie in the middle of each overlap."""
-    starts = _starts(n, tile, step, align)
+    starts = tile_starts(n, tile, step, align)
     ends = [min(s + tile, n) for s in starts[:-1]] + [n]
     seams = [0] + [(starts[k + 1] + ends[k]) // 2 for k in range(len(starts) - 1)] + [n]
     return [(s, e, seams[k], seams[k + 1]) for k, (s, e) in enumerate(zip(starts, ends))]
@@ -458,7 +459,7 @@ def _tiled(model: nn.Module, x: torch.Tensor, tile: int, overlap: int, scale: in
     b, _, h, w = x.shape
     out = None
     step = tile - overlap
-    rows, cols = _spans(h, tile, step, align), _spans(w, tile, step, align)
+    rows, cols = tile_spans(h, tile, step, align), tile_spans(w, tile, step, align)
     for top, bottom, y0, y1 in rows:
         for left, right, x0, x1 in cols:
             y = model(to_layout(x[..., top:bottom, left:right]))

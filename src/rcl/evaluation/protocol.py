@@ -84,24 +84,26 @@ def evaluate(denoisers: dict[str, Denoiser], clean: ImageSet, noise: NoiseModel,
         seed: noise seed.
         noisy, sigmas: precomputed noisy images (from :func:`make_noisy_test_set`), optional.
         keep_outputs: also return every restored image.
-        task: :class:`rcl.evaluation.tasks.DenoiseTask` (default), ``SRTask`` or ``JDDTask``; it
-            makes the inputs from the clean images, gives the reference row and the metrics.
+        task: a :class:`rcl.tasks.Task` (default :class:`rcl.tasks.DenoiseTask`): its
+            :meth:`~rcl.tasks.Task.degrade` makes the inputs from the clean images, and it gives
+            the reference row and the metrics.
 
     Returns:
         ``(results, outputs)``: name → :class:`EvalResult`; outputs name → list of (C, H, W).
 
     Raises:
-        ValueError: ``noise`` is not synthetic (no clean reference to score against).
+        ValueError: ``noise`` is not synthetic (no clean reference to score against), or
+            precomputed ``noisy`` inputs for a task whose input is not a noisy copy of the target.
     """
     if not noise.synthetic:
         raise ValueError("evaluation needs clean images and a synthetic noise model, not 'real' noise")
-    from .tasks import DenoiseTask
+    from ..tasks.denoise import DenoiseTask  # rcl.tasks imports the metrics of this package
 
     task = task if task is not None else DenoiseTask()
     targets = clean
     if noisy is None:
-        noisy, targets, sigmas = task.prepare(clean, noise, seed)
-    elif task.name != "denoise":
+        noisy, targets, sigmas = task.degrade(clean, noise, seed)
+    elif not task.input_is_noisy_target:
         raise ValueError("precomputed noisy inputs are only supported for denoising")
     results = {name: EvalResult(name) for name in denoisers}
     outputs: dict[str, list[torch.Tensor]] = {name: [] for name in denoisers}

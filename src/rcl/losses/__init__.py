@@ -6,9 +6,9 @@ from .masking import n2v_mask
 from .ntxent import FeatureNTXent, ResidualNTXent, nt_xent_from_logits
 from .rcl import RCLLoss
 from .neighbor2neighbor import ne2ne_loss, neighbor_subsample
-from .noise2self import n2s_loss, n2s_mask, n2s_predict
+from .noise2self import n2s_loss, n2s_mask
 from .noise2void import n2v_loss
 from .supervised import reconstruction_loss
 
 __all__ = ["CONSISTENCY_VARIANTS", "FeatureNTXent", "RCLLoss", "ResidualNTXent", "consistency_forward",
-           "emd", "n2s_loss", "n2s_mask", "n2s_predict", "n2v_loss", "n2v_mask", "ne2ne_loss", "neighbor_subsample", "nt_xent_from_logits", "pairwise_emd", "permute_pixels", "reconstruction_loss"]
+           "emd", "n2s_loss", "n2s_mask", "n2v_loss", "n2v_mask", "ne2ne_loss", "neighbor_subsample", "nt_xent_from_logits", "pairwise_emd", "permute_pixels", "reconstruction_loss"]

@@ -11,7 +11,9 @@ import torch
 _OFFSETS_CACHE: dict[int, torch.Tensor] = {}
 
 
-def _offsets(radius: int) -> torch.Tensor:
+def neighbour_offsets(radius: int) -> torch.Tensor:
+    """The (dy, dx) offsets of the (2·radius + 1)² − 1 neighbours of a pixel, (K, 2) int64 without
+    (0, 0): the candidates of Noise2Void's random-neighbour replacement (cached per radius)."""
     if radius not in _OFFSETS_CACHE:
         r = torch.arange(-radius, radius + 1)
         dy, dx = torch.meshgrid(r, r, indexing="ij")
@@ -45,7 +47,7 @@ def n2v_mask(x: torch.Tensor, ratio: float, generator: torch.Generator | None = 
     mask = torch.rand(x.shape, generator=generator) < ratio
     if not mask.any():
         mask.view(-1)[int(torch.randint(0, mask.numel(), (1,), generator=generator))] = True
-    offs = _offsets(radius)
+    offs = neighbour_offsets(radius)
     pick = torch.randint(0, len(offs), x.shape, generator=generator)
     yy = torch.arange(h).view(1, 1, h, 1).expand(b, c, h, w)
     xx = torch.arange(w).view(1, 1, 1, w).expand(b, c, h, w)

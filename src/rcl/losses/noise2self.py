@@ -14,6 +14,9 @@ through the mask). For g ≥ 2 none of the 8 neighbours of a masked pixel is its
 replacement is built from unmasked values only. Borders are reflect-padded (the reflected value is
 a neighbour, never the pixel itself), where the original code zero-pads, which darkens border
 replacements.
+
+The J-invariant inference (one pass per phase) is the n2s method's prediction:
+:func:`rcl.methods.n2s.n2s_predict`.
 """
 
 from __future__ import annotations
@@ -84,38 +87,6 @@ def n2s_mask(x: torch.Tensor, grid: int = 4, generator: torch.Generator | None =
     return torch.where(mask, interpolate_neighbours(x), x), mask
 
 
-@torch.no_grad()
-def n2s_predict(model: nn.Module, x: torch.Tensor, grid: int = 4) -> torch.Tensor:
-    """J-invariant inference (Batson & Royer, 2019, Sec. 4; ``Masker.infer_full_image``): run the
-    network once per grid phase and keep each output only on that phase's masked pixels.
-
-    Needed when the network can pass a pixel's own value through — notably a *residual* network
-    f(x) = x − g(x): N2S training with a deterministic replacement lets g learn
-    "replacement − clean", so the plain forward pass on an unmasked image returns ≈ the noisy input.
-    Costs g² forward passes.
-
-    Args:
-        model: f_θ (put in eval mode here and restored afterwards).
-        x: (C, H, W) or (B, C, H, W) noisy image(s), H, W ≥ 2.
-        grid: the training grid period g.
-
-    Returns:
-        Same shape as ``x``: every pixel predicted from an input in which it was masked.
-    """
-    single = x.ndim == 3
-    xb = x.unsqueeze(0) if single else x
-    from ..evaluation.inference import inference_layout, to_layout
-
-    with inference_layout(model):
-        out = torch.zeros_like(xb)
-        for dy in range(min(grid, xb.shape[-2])):
-            for dx in range(min(grid, xb.shape[-1])):
-                masked, mask = n2s_mask(xb, grid, phase=(dy, dx))
-                out = torch.where(mask, model(to_layout(masked)), out)
-    out = out.contiguous()
-    return out[0] if single else out
-
-
 def n2s_loss(model: nn.Module, x: torch.Tensor, grid: int = 4,
              generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
     """Noise2Self self-supervised loss on a noisy batch.
@@ -133,3 +104,13 @@ def n2s_loss(model: nn.Module, x: torch.Tensor, grid: int = 4,
     out = model(masked)
     loss = ((out - x) ** 2)[mask].mean()
     return loss, {"loss": float(loss.detach())}
+
+
+def __getattr__(name: str):
+    # transitional: remove when benchmark/cli use rcl.tasks / rcl.methods / fit
+    # (inference left losses/: n2s_predict is rcl.methods.n2s.n2s_predict, the n2s method's predictor)
+    if name == "n2s_predict":
+        from ..methods.n2s import n2s_predict
+
+        return n2s_predict
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,46 +1,47 @@
-"""High-level entry points shared by the CLI, the demo and the benchmarks."""
+"""``pretrain`` and ``finetune``: the denoising entry points of the README's Python example, thin
+wrappers over :func:`rcl.training.fit.fit` with :class:`rcl.tasks.DenoiseTask`."""
 
 from __future__ import annotations
 
-import copy
 import os
 
 from torch import nn
 
 from ..data.datasets import ImageSet
 from ..data.noise import NoiseModel
-from ..models.factory import ModelConfig, build_model
-from .config import FinetuneConfig, PretrainConfig
-from .methods import RCLPretraining, SupervisedTraining, labelled_subset
-from .trainer import seed_everything, train
+from ..methods.rcl import PretrainConfig
+from ..methods.supervised import FinetuneConfig
+from ..models.factory import ModelConfig
+from ..tasks.denoise import DenoiseTask
+from .fit import fit
 
 
 def pretrain(noisy: ImageSet, model_cfg: ModelConfig, cfg: PretrainConfig,
              log_path: str | os.PathLike | None = None, progress: bool = True,
              model: nn.Module | None = None) -> tuple[nn.Module, list[dict]]:
-    """RCL pre-training of a new network (or ``model``) on noisy images only.
+    """RCL pre-training of a new network (or of a copy of ``model``) on noisy images only.
 
     Args:
-        noisy: the noisy images (C, H, W); no clean target is used.
+        noisy: the noisy images (C, H, W), values ~[0, 1] plus noise; no clean target is used.
         model_cfg: architecture; its channel counts must match the images.
+        cfg: :class:`PretrainConfig` (= :class:`rcl.methods.RCLConfig`).
+
+    Returns:
+        ``(model, history)``.
 
     Raises:
         ValueError: channel mismatch, fewer than 2 images, or images smaller than the crop.
     """
-    if noisy.channels != model_cfg.in_channels:
-        raise ValueError(f"images have {noisy.channels} channel(s) but the model takes {model_cfg.in_channels}")
-    gen = seed_everything(cfg.seed)
-    model = model if model is not None else build_model(model_cfg)
-    method = RCLPretraining(noisy, cfg)
-    history = train(model, method, cfg.steps, cfg.lr, gen, log_path, progress, desc="pretrain (RCL)")
-    return model, history
+    res = fit(DenoiseTask(), "rcl", noisy, cfg, model_cfg, init=model, log_path=log_path, progress=progress,
+              desc="pretrain (RCL)")
+    return res.model, res.history
 
 
 def finetune(clean: ImageSet, noise: NoiseModel | None, cfg: FinetuneConfig, model_cfg: ModelConfig,
              init: nn.Module | None = None, noisy: ImageSet | None = None,
              log_path: str | os.PathLike | None = None, progress: bool = True,
              desc: str = "finetune") -> tuple[nn.Module, list[dict], list[str]]:
-    """Supervised fine-tuning on a label fraction of the clean images.
+    """Supervised denoising fine-tuning on a label fraction of the clean images.
 
     Args:
         clean: all training images with clean targets; a fraction ``cfg.label_fraction`` is used.
@@ -50,18 +51,10 @@ def finetune(clean: ImageSet, noise: NoiseModel | None, cfg: FinetuneConfig, mod
 
     Returns:
         ``(model, history, labelled_names)``.
-    """
-    if clean.channels != model_cfg.in_channels:
-        raise ValueError(f"images have {clean.channels} channel(s) but the model takes {model_cfg.in_channels}")
-    idx = labelled_subset(len(clean), cfg.label_fraction, cfg.seed)
-    labelled = clean.subset(idx)
-    pairs = noisy.subset(idx) if noisy is not None else None
-    if pairs is None and not cfg.resample_noise:
-        from ..data.datasets import add_noise_per_image
 
-        pairs, _ = add_noise_per_image(labelled, noise, cfg.seed)
-    gen = seed_everything(cfg.seed)
-    model = copy.deepcopy(init) if init is not None else build_model(model_cfg)
-    method = SupervisedTraining(labelled, noise, cfg, noisy=pairs)
-    history = train(model, method, cfg.steps, cfg.lr, gen, log_path, progress, desc=desc)
-    return model, history, labelled.names
+    Raises:
+        ValueError: channel mismatch, no synthetic noise and no pairs, images smaller than the crop.
+    """
+    res = fit(DenoiseTask(), "supervised", clean, cfg, model_cfg, init=init, noise=noise, noisy=noisy,
+              log_path=log_path, progress=progress, desc=desc)
+    return res.model, res.history, res.labelled

@@ -1,5 +1,7 @@
-"""Baseline pre-training methods: each self-supervised loss trains a tiny U-Net on real noisy
-images, the SimCLR head is trained, the registry and run_pretraining dispatch correctly."""
+"""The baseline pre-training methods (rcl.methods): each self-supervised loss trains a tiny U-Net on
+real noisy images, the SimCLR head is trained, Ne2Ne's γ ramps, and fit dispatches by name."""
+
+import math
 
 import numpy as np
 import pytest
@@ -9,13 +11,11 @@ from skimage import data
 
 from rcl.data.datasets import ImageSet, add_noise_per_image, rgb_to_gray
 from rcl.data.noise import GaussianNoise
-from rcl.evaluation import predict, psnr
-from rcl.losses.noise2self import n2s_predict
+from rcl.evaluation import psnr
+from rcl.methods import Ne2Ne, Ne2NeConfig, SimCLR, SimCLRConfig, color_jitter, get_method
 from rcl.models import ModelConfig, build_model
-from rcl.training.baselines import (PRETRAINING_METHODS, BaselineConfig, Ne2NePretraining, SimCLRPretraining,
-                                    color_jitter, run_pretraining)
-from rcl.training.methods import RCLPretraining
-from rcl.training.trainer import seed_everything, train
+from rcl.tasks import DenoiseTask
+from rcl.training import fit, seed_everything, train
 
 SIGMA = 25 / 255
 TINY = ModelConfig(width=8, depth=2)
@@ -48,34 +48,32 @@ def images():
 @pytest.mark.parametrize("name,steps", [("n2v", 300), ("ne2ne", 300), ("n2s", 200)])
 def test_self_supervised_pretraining_denoises(images, name, steps):
     noisy, clean_test, noisy_test = images
-    cfg = dict(steps=steps, batch_size=4, crop_size=48, lr=3e-3, seed=0)
-    model, history = run_pretraining(name, noisy, TINY, cfg, progress=False)
-    assert len(history) == steps and all(np.isfinite(r["loss"]) for r in history)
-    if name == "n2s":
-        # a residual network trained with a deterministic replacement passes the pixel's own value
-        # through; Noise2Self's J-invariant inference is the method's prediction
-        out = n2s_predict(model, noisy_test, grid=4)
-    else:
-        out = predict(model, noisy_test)
+    method = get_method(name)
+    cfg = method.Config(steps=steps, batch_size=4, crop_size=48, lr=3e-3, seed=0)
+    res = fit(DenoiseTask(), method, noisy, cfg, TINY, progress=False)
+    assert len(res.history) == steps and all(np.isfinite(r["loss"]) for r in res.history)
+    # the method's own prediction: n2s is J-invariant inference (a residual network trained with a
+    # deterministic replacement passes the pixel's own value through), the others a forward pass
+    out = method.predictor(res.model, cfg)(noisy_test, math.nan)
     base = psnr(noisy_test, clean_test)
     print(f"{name}: noisy {base:.2f} dB, output {psnr(out, clean_test):.2f} dB")
     assert psnr(out, clean_test) > base + 1.5
 
 
 def test_ne2ne_gamma_ramps_linearly(images):
-    noisy = images[0]
-    method = Ne2NePretraining(noisy, BaselineConfig(steps=5, batch_size=1, crop_size=16, gamma=2.0))
     model = torch.nn.Conv2d(1, 1, 3, padding=1)
+    method = Ne2Ne(images[0], Ne2NeConfig(steps=5, batch_size=1, crop_size=16, gamma=2.0), task=DenoiseTask(),
+                   model=model)
     gammas = [method.loss(model, torch.Generator().manual_seed(0))[1]["gamma"] for _ in range(6)]
     assert gammas == pytest.approx([0.4, 0.8, 1.2, 1.6, 2.0, 2.0])
 
 
 def test_simclr_trains_head_and_encoder(images):
     noisy = ImageSet([im[:, :64, :64] for im in images[0].images], images[0].names)
-    cfg = BaselineConfig(steps=3, batch_images=4, crop_size=32)
+    cfg = SimCLRConfig(steps=3, batch_images=4, crop_size=32)
     gen = seed_everything(0)
     model = build_model(TINY)
-    method = SimCLRPretraining(noisy, cfg, model.feature_channels)
+    method = SimCLR(noisy, cfg, task=DenoiseTask(), model=model)
     extra = method.extra_parameters()
     assert extra and all(p.requires_grad for p in extra)
     head0 = [p.detach().clone() for p in extra]
@@ -87,8 +85,8 @@ def test_simclr_trains_head_and_encoder(images):
 
 
 def test_simclr_needs_two_images(images):
-    with pytest.raises(ValueError):
-        SimCLRPretraining(images[0].subset([0]), BaselineConfig(), 32)
+    with pytest.raises(ValueError, match="at least 2"):
+        fit(DenoiseTask(), "simclr", images[0].subset([0]), SimCLRConfig(), TINY, progress=False)
 
 
 def test_color_jitter_is_mild_and_per_image():
@@ -103,30 +101,34 @@ def test_color_jitter_is_mild_and_per_image():
         assert torch.allclose(y[i], a * x[i] + b, atol=1e-5)
 
 
-def test_registry_and_dispatch(images):
-    assert set(PRETRAINING_METHODS) == {"rcl", "simclr", "n2v", "n2s", "ne2ne", "none"}
-    assert PRETRAINING_METHODS["none"] is None and PRETRAINING_METHODS["rcl"] is RCLPretraining
+def test_fit_dispatch_and_errors(images):
     noisy = ImageSet([im[:, :64, :64] for im in images[0].images], images[0].names)
-    with pytest.raises(ValueError, match="unknown pre-training method"):
-        run_pretraining("n2x", noisy, TINY, {})
+    task = DenoiseTask()
+    with pytest.raises(ValueError, match="unknown method 'n2x'"):
+        fit(task, "n2x", noisy, {}, TINY)
     with pytest.raises(ValidationError):
-        run_pretraining("n2v", noisy, TINY, {"stepz": 3})
+        fit(task, "n2v", noisy, {"stepz": 3}, TINY)
+    with pytest.raises(ValidationError):  # a field of another method
+        fit(task, "n2v", noisy, {"grid": 3}, TINY)
+    with pytest.raises(TypeError, match="N2VConfig"):
+        fit(task, "n2v", noisy, SimCLRConfig(), TINY)
     with pytest.raises(ValueError, match="channel"):
-        run_pretraining("n2v", noisy, ModelConfig(in_channels=3, out_channels=3), {})
-    model, history = run_pretraining("none", noisy, TINY, {"seed": 3})
-    assert history == [] and not model.training
-    model2, _ = run_pretraining("none", noisy, TINY, {"seed": 3})
-    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), model2.parameters()))
-    _, history = run_pretraining("rcl", noisy, TINY, dict(steps=2, batch_images=2, crop_size=32), progress=False)
-    assert len(history) == 2 and "contrastive" in history[0]
+        fit(task, "n2v", noisy, {}, ModelConfig(in_channels=3, out_channels=3))
+    res = fit(task, "none", noisy, {"seed": 3}, TINY)
+    assert res.history == [] and res.labelled is None and not res.model.training
+    res2 = fit(task, "none", noisy, {"seed": 3}, TINY)
+    assert all(torch.equal(a, b) for a, b in zip(res.model.parameters(), res2.model.parameters()))
+    res = fit(task, "rcl", noisy, dict(steps=2, batch_images=2, crop_size=32), TINY, progress=False)
+    assert len(res.history) == 2 and "contrastive" in res.history[0]
     for name in ("simclr", "n2v", "n2s", "ne2ne"):
-        cfg = dict(steps=2, batch_size=2, batch_images=2, crop_size=32)
-        _, history = run_pretraining(name, noisy, ModelConfig(arch="dncnn", width=8, depth=3), cfg, progress=False)
-        assert len(history) == 2 and np.isfinite(history[-1]["loss"])
+        cfg = {k: v for k, v in dict(steps=2, batch_size=2, batch_images=2, crop_size=32).items()
+               if k in get_method(name).Config.model_fields}
+        res = fit(task, name, noisy, cfg, ModelConfig(arch="dncnn", width=8, depth=3), progress=False)
+        assert len(res.history) == 2 and np.isfinite(res.history[-1]["loss"])
 
 
 def test_log_written(images, tmp_path):
     noisy = ImageSet([im[:, :64, :64] for im in images[0].images], images[0].names)
     log = tmp_path / "n2s.csv"
-    run_pretraining("n2s", noisy, TINY, dict(steps=2, batch_size=2, crop_size=32), log_path=log, progress=False)
+    fit(DenoiseTask(), "n2s", noisy, dict(steps=2, batch_size=2, crop_size=32), TINY, log_path=log, progress=False)
     assert log.read_text().splitlines()[0].startswith("step,lr,loss")

@@ -1,0 +1,94 @@
+"""``n2s`` — Noise2Self (Batson & Royer, 2019, "Noise2Self: Blind Denoising by Self-Supervision",
+ICML): J-invariant grid masking (period ``grid``, random phase, zero-centre interpolation;
+:func:`rcl.losses.noise2self.n2s_loss`) on ``batch_size`` noisy crops (B, C, crop, crop).
+
+A denoiser usable with 0 labels, through its own prediction (:func:`n2s_predict`, the method's
+:meth:`N2S.predictor`): a residual network trained with a deterministic replacement passes a
+pixel's own value through, so the plain forward pass returns ≈ the noisy input.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from ..configs import Seed, StrictConfig
+from ..data.datasets import crop_batch
+from ..losses.noise2self import n2s_loss, n2s_mask
+from .base import Method, Predictor, check_crop, register_method
+
+
+class N2SConfig(StrictConfig):
+    """Noise2Self pre-training.
+
+    Attributes:
+        steps: optimisation steps.
+        batch_size: crops per step.
+        crop_size: side of the square crops, in pixels.
+        lr: Adam learning rate (cosine-decayed to 1 % by the trainer).
+        seed: seeds crops, phases and initial weights (0 ≤ seed ≤ MAX_SEED).
+        grid: grid period g ≥ 2 (1/g² of the pixels masked per step).
+    """
+
+    steps: int = Field(800, ge=1)
+    batch_size: int = Field(16, ge=1)
+    crop_size: int = Field(48, ge=8)
+    lr: float = Field(1e-3, gt=0, le=1)
+    seed: Seed = 0
+    grid: int = Field(4, ge=2)
+
+
+@torch.no_grad()
+def n2s_predict(model: nn.Module, x: torch.Tensor, grid: int = 4) -> torch.Tensor:
+    """J-invariant inference (Batson & Royer, 2019, Sec. 4; ``Masker.infer_full_image``): run the
+    network once per grid phase and keep each output only on that phase's masked pixels.
+
+    Needed when the network can pass a pixel's own value through — notably a *residual* network
+    f(x) = x − g(x): N2S training with a deterministic replacement lets g learn
+    "replacement − clean", so the plain forward pass on an unmasked image returns ≈ the noisy input.
+    Costs g² forward passes.
+
+    Args:
+        model: f_θ (put in eval mode here and restored afterwards).
+        x: (C, H, W) or (B, C, H, W) noisy image(s), H, W ≥ 2.
+        grid: the training grid period g.
+
+    Returns:
+        Same shape as ``x``: every pixel predicted from an input in which it was masked.
+    """
+    from ..evaluation.inference import inference_layout, to_layout
+
+    single = x.ndim == 3
+    xb = x.unsqueeze(0) if single else x
+    with inference_layout(model):
+        out = torch.zeros_like(xb)
+        for dy in range(min(grid, xb.shape[-2])):
+            for dx in range(min(grid, xb.shape[-1])):
+                masked, mask = n2s_mask(xb, grid, phase=(dy, dx))
+                out = torch.where(mask, model(to_layout(masked)), out)
+    out = out.contiguous()
+    return out[0] if single else out
+
+
+@register_method
+class N2S(Method):
+    """Noise2Self. Raises (constructor) ValueError if an image is smaller than the crop."""
+
+    name = "n2s"
+    Config = N2SConfig
+    zero_label = True
+
+    def __init__(self, data, cfg: N2SConfig, **kw):
+        check_crop(data, cfg.crop_size)
+        super().__init__(data, cfg, **kw)
+
+    def loss(self, model: nn.Module, generator: torch.Generator):
+        x, _ = crop_batch(self.data, self.cfg.batch_size, self.cfg.crop_size, generator)
+        return n2s_loss(model, x, self.cfg.grid, generator)
+
+    @classmethod
+    def predictor(cls, model: nn.Module, cfg: N2SConfig | None = None) -> Predictor:
+        """:func:`n2s_predict` with the training grid (``cfg.grid``; default 4)."""
+        grid = cfg.grid if cfg is not None else N2SConfig().grid
+        return lambda noisy, sigma: n2s_predict(model, noisy, grid=grid)

@@ -1,0 +1,74 @@
+"""``supervised`` — supervised training on (degraded, clean) crops: fine-tuning on a label fraction
+of clean images, for every task (denoising as in DnCNN, Zhang et al., 2017; SR and JDD with the
+task's degradation). The batch is the task's (:meth:`rcl.tasks.Task.training_batch`): fresh
+synthetic noise per crop, or aligned crops of fixed inputs (real pairs or one fixed realisation);
+the loss is :func:`rcl.losses.supervised.reconstruction_loss` (L2 or L1).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from ..configs import Seed, StrictConfig
+from ..losses.supervised import reconstruction_loss
+from .base import Method, register_method
+
+
+class FinetuneConfig(StrictConfig):
+    """Supervised fine-tuning on a label fraction of clean images.
+
+    Attributes:
+        steps: optimisation steps.
+        batch_size: crops per step.
+        crop_size: crop side in pixels (of the clean target; SR: the HR crop).
+        lr: Adam learning rate (cosine-decayed).
+        loss: l2 or l1.
+        label_fraction: fraction 0 < f ≤ 1 of the training images that have clean targets
+            (at least one image is always used).
+        resample_noise: draw fresh synthetic noise for every crop (the usual synthetic protocol);
+            False keeps one fixed noisy realisation per labelled image.
+        seed: seeds the labelled subset, crops and noise (0 ≤ seed ≤ MAX_SEED).
+    """
+
+    steps: int = Field(300, ge=1)
+    batch_size: int = Field(16, ge=1)
+    crop_size: int = Field(48, ge=8)
+    lr: float = Field(5e-4, gt=0, le=1)
+    loss: Literal["l2", "l1"] = "l2"
+    label_fraction: float = Field(1.0, gt=0, le=1)
+    resample_noise: bool = True
+    seed: Seed = 0
+
+
+@register_method
+class Supervised(Method):
+    """Supervised regression of the clean crop from the task's degraded crop.
+
+    Args: see :class:`rcl.methods.Method`; ``data`` are the labelled clean targets, ``inputs``
+    optional fixed inputs aligned with them (one per image), ``noise`` the synthetic noise applied
+    on the fly otherwise.
+
+    Raises (constructor):
+        ValueError: a labelled image smaller than the crop, or ``inputs`` not one per image.
+    """
+
+    name = "supervised"
+    Config = FinetuneConfig
+    supervised = True
+
+    def __init__(self, data, cfg: FinetuneConfig, **kw):
+        if data.min_side() < cfg.crop_size:
+            raise ValueError(f"a labelled image is smaller ({data.min_side()} px) than the crop size {cfg.crop_size}")
+        super().__init__(data, cfg, **kw)
+        if self.inputs is not None and len(self.inputs) != len(data):
+            raise ValueError(f"{len(self.inputs)} fixed inputs for {len(data)} labelled images")
+
+    def loss(self, model: nn.Module, generator: torch.Generator):
+        x, y = self.task.training_batch(self.data, self.inputs, self.noise, self.cfg.batch_size,
+                                        self.cfg.crop_size, generator)
+        loss = reconstruction_loss(model(x), y, self.cfg.loss)
+        return loss, {"loss": float(loss.detach())}

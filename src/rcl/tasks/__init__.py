@@ -1,0 +1,71 @@
+"""Restoration tasks: the registry and the built-in tasks.
+
+=========  ======================  =====================================================
+name       class                   input → output
+=========  ======================  =====================================================
+denoise    :class:`DenoiseTask`    noisy (C, H, W) → clean (C, H, W)
+sr         :class:`SRTask`         noisy LR (C, H/s, W/s) → clean HR (C, H, W), s ∈ {2, 3, 4, 8}
+jdd        :class:`JDDTask`        noisy Bayer mosaic (1, H, W) → clean RGB (3, H, W)
+=========  ======================  =====================================================
+
+A new task subclasses :class:`Task` and registers itself with :func:`register_task`; nothing
+outside this package needs to know its name.
+"""
+
+from __future__ import annotations
+
+from .base import Task, TaskFieldError, short_repr
+
+TASKS: dict[str, type[Task]] = {}
+"""Registered tasks: name → class (insertion order: denoise, sr, jdd, then any added)."""
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator adding a :class:`Task` subclass to :data:`TASKS` under ``cls.name``.
+
+    Raises:
+        ValueError: another class is registered under that name.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Task)) or not isinstance(getattr(cls, "name", None), str):
+        raise TypeError(f"register_task takes a Task subclass with a name, got {cls!r}")
+    other = TASKS.get(cls.name)
+    if other is not None and other is not cls:
+        raise ValueError(f"task {cls.name!r} is already registered ({other.__module__}.{other.__qualname__})")
+    TASKS[cls.name] = cls
+    return cls
+
+
+def get_task(name: str, **params) -> Task:
+    """An instance of the task ``name`` (e.g. ``get_task("sr", scale=4)``).
+
+    Raises:
+        ValueError: unknown name (the message lists the known tasks), or bad ``params``.
+    """
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; use one of {', '.join(TASKS)}")
+    return TASKS[name](**params)
+
+
+def task_from_metadata(meta: dict) -> Task:
+    """The task a checkpoint was trained for, from its metadata (``task``, default "denoise", and
+    the task's own fields such as ``scale``, ``pattern``, ``skip``), every field validated.
+
+    Raises:
+        TaskFieldError: a field out of bounds; ``field`` names it (``"task"`` for an unknown task).
+    """
+    name = meta.get("task", "denoise")
+    if not isinstance(name, str) or name not in TASKS:
+        raise TaskFieldError("task", f"must be one of {', '.join(TASKS)} (got {short_repr(name)})")
+    return TASKS[name].from_metadata(meta)
+
+
+from .denoise import DenoiseTask  # noqa: E402
+from .jdd import JDDTask  # noqa: E402
+from .sr import SRTask  # noqa: E402
+
+register_task(DenoiseTask)
+register_task(SRTask)
+register_task(JDDTask)
+
+__all__ = ["DenoiseTask", "JDDTask", "SRTask", "TASKS", "Task", "TaskFieldError", "get_task", "register_task",
+           "task_from_metadata"]

@@ -1,0 +1,225 @@
+"""The :class:`Task` base: one definition of what a restoration task is.
+
+A task says how a clean image becomes the network's input (:meth:`Task.degrade`, used both to make
+fixed training realisations and by the evaluation protocol), what a training batch is
+(:meth:`Task.training_batch`), which network it trains (:meth:`Task.build_model`,
+:meth:`Task.init_model`, :meth:`Task.pretrain_model_config`), what it records in a checkpoint
+(:meth:`Task.metadata` / :meth:`Task.from_metadata`) and how its outputs are scored
+(:meth:`Task.reference`, :meth:`Task.score`).
+
+Conventions: images are float (C, H, W) tensors, clean values in [0, 1], noisy values unclipped;
+batches are (B, C, H, W); σ values are on the [0, 1] scale.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..data.datasets import ImageSet, add_noise_per_image
+from ..data.noise import NoiseModel
+from ..models.factory import ModelConfig
+
+
+class TaskFieldError(ValueError):
+    """A task record (checkpoint metadata, network body) is invalid; ``field`` names the key
+    (``"scale"``, ``"pattern"``, ``"model.arch"``, …) and ``reason`` says why."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (for one-line error messages)."""
+    r = repr(value)
+    return r if len(r) <= limit else r[:limit] + "…"
+
+
+def unit_scale(meta: dict, task: str) -> None:
+    """Validate that ``meta["scale"]`` is 1 or absent (tasks whose output has the input's size).
+
+    Raises:
+        TaskFieldError: field ``scale``.
+    """
+    scale = meta.get("scale")
+    if scale is not None and not (type(scale) is int and scale == 1):
+        raise TaskFieldError("scale", f"must be 1 or absent for task {task} (got {short_repr(scale)})")
+
+
+def meta_pattern(meta: dict, default: str | None) -> str | None:
+    """``meta["pattern"]`` validated and upper-cased; ``default`` when absent (None: not required).
+
+    Raises:
+        TaskFieldError: field ``pattern`` (not one of :data:`rcl.data.degradations.PATTERNS`).
+    """
+    from ..data.degradations import PATTERNS
+
+    pattern = meta.get("pattern")
+    if pattern is None:
+        return default
+    if not isinstance(pattern, str) or pattern.upper() not in PATTERNS:
+        raise TaskFieldError("pattern", f"must be one of {', '.join(PATTERNS)} (got {short_repr(pattern)})")
+    return pattern.upper()
+
+
+def unet_body_only(body: ModelConfig, task: str) -> None:
+    """Raise :class:`TaskFieldError` (field ``model.arch``) unless ``body`` is a U-Net."""
+    if body.arch != "unet":
+        raise TaskFieldError("model.arch", f"task {task} needs a U-Net body (got {body.arch!r})")
+
+
+def check_min_side(images: ImageSet, crop: int, what: str = "a labelled image") -> None:
+    """Raise ValueError if an image of ``images`` is smaller than ``crop`` pixels on a side."""
+    if images.min_side() < crop:
+        raise ValueError(f"{what} is smaller ({images.min_side()} px) than the crop size {crop}")
+
+
+def check_channels(images: ImageSet, model_channels: int) -> None:
+    """Raise ValueError if ``images`` do not have the ``model_channels`` the network takes."""
+    if images.channels != model_channels:
+        raise ValueError(f"images have {images.channels} channel(s) but the model takes {model_channels}")
+
+
+def noisy_copies(images: ImageSet, noise: NoiseModel | None, seed: int) -> tuple[ImageSet, torch.Tensor]:
+    """One fixed noise realisation per image (generator seeded by ``seed`` and the image's name,
+    :func:`rcl.data.datasets.add_noise_per_image`); ``noise`` None: unchanged, σ = 0."""
+    if noise is None:
+        return images, torch.zeros(len(images))
+    return add_noise_per_image(images, noise, seed)
+
+
+class Task:
+    """A restoration task. Subclasses set the class attributes and implement the abstract methods.
+
+    Attributes:
+        name: registry key ("denoise", "sr", "jdd").
+        train_noise: CLI default noise spec for pre-training and fine-tuning.
+        eval_noise: CLI default noise spec of the evaluation protocol.
+        reference_name: the classical reference row of the protocol.
+        input_is_noisy_target: the input is a noisy copy of the target (same size and channels), so
+            the protocol accepts precomputed noisy inputs (denoising only).
+        scale: output size / input size (SR: the scale factor).
+        input_multiple: clean images are cropped to a multiple of this (SR: scale, JDD: 2).
+    """
+
+    name: ClassVar[str]
+    train_noise: ClassVar[str] = "gaussian:5-50"
+    eval_noise: ClassVar[str] = "gaussian:25"
+    reference_name: ClassVar[str] = "noisy input"
+    input_is_noisy_target: ClassVar[bool] = False
+    scale: int = 1
+    input_multiple: int = 1
+
+    # ------------------------------------------------------------------ identity and checkpoints
+
+    def describe(self) -> str:
+        """Human-readable name, e.g. ``"super-resolution ×2"``."""
+        raise NotImplementedError
+
+    def metadata(self) -> dict:
+        """What a checkpoint records about the task (``{"task": name, "scale": …}`` plus the task's
+        own fields); :meth:`from_metadata` inverts it."""
+        return {"task": self.name, "scale": self.scale}
+
+    @classmethod
+    def from_metadata(cls, meta: dict) -> "Task":
+        """The task of a checkpoint's metadata, every field it reads validated.
+
+        Raises:
+            TaskFieldError: a field out of bounds (``field`` names it).
+        """
+        raise NotImplementedError
+
+    def check_body(self, body: ModelConfig) -> None:
+        """Raise :class:`TaskFieldError` (``model.*`` field) if ``body`` cannot serve this task."""
+
+    def describe_network(self, body: str) -> str:
+        """The network of this task around a body described as ``body`` (checkpoint messages)."""
+        return body
+
+    def build_model(self, body: ModelConfig, meta: dict | None = None) -> nn.Module:
+        """A fresh network of this task on ``body`` (drawn from torch's global RNG).
+
+        ``meta``: validated checkpoint metadata; when given, the network options it records
+        (e.g. ``skip``) are used instead of this task's.
+        """
+        raise NotImplementedError
+
+    def init_model(self, body: ModelConfig, init: nn.Module | None) -> nn.Module:
+        """The network fine-tuning starts from: fresh (``init`` None), a copy of ``init``, or (tasks
+        with a body) a fresh network whose body gets ``init``'s weights.
+
+        Raises:
+            TypeError: ``init`` is not a network this task can start from.
+        """
+        raise NotImplementedError
+
+    def pretrain_model_config(self, body: ModelConfig) -> ModelConfig:
+        """The network self-supervised pre-training trains for this task (default: ``body``)."""
+        return body
+
+    # ------------------------------------------------------------------ data
+
+    def degrade(self, clean: ImageSet, noise: NoiseModel | None, seed: int
+                ) -> tuple[ImageSet, ImageSet, torch.Tensor]:
+        """Fixed degraded inputs of clean images, one noise realisation per image seeded by ``seed``
+        and the image's name.
+
+        Returns:
+            ``(inputs, targets, sigmas)``: the network inputs, the (cropped) clean targets and σ (N,)
+            on the [0, 1] scale (0 without noise).
+        """
+        raise NotImplementedError
+
+    def pretraining_data(self, images: ImageSet, noise: NoiseModel | None, seed: int) -> ImageSet:
+        """The noisy collection self-supervised methods pre-train on: ``images`` noised once per image
+        (seeded by ``seed`` and the name) with a synthetic ``noise``; as they are with real noise
+        or ``noise`` None."""
+        if noise is None or not noise.synthetic:
+            return images
+        return add_noise_per_image(images, noise, seed)[0]
+
+    def training_batch(self, clean: ImageSet, inputs: ImageSet | None, noise: NoiseModel | None,
+                       batch: int, crop: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)`` for one supervised step: ``batch`` random crops of side ``crop`` (target pixels)
+        of ``clean`` degraded on the fly (fresh noise from ``generator``), or, with fixed
+        ``inputs`` (one per clean image, as :meth:`degrade` makes them), aligned crops of both."""
+        raise NotImplementedError
+
+    def check_training(self, clean: ImageSet, body: ModelConfig, cfg, noise: NoiseModel | None = None,
+                       inputs: ImageSet | None = None) -> None:
+        """Raise ValueError if supervised training on ``clean`` (and fixed ``inputs``) with ``noise``,
+        a network on ``body`` and the config ``cfg`` (``crop_size``) cannot run."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ evaluation protocol
+
+    def reference(self, inp: torch.Tensor) -> torch.Tensor:
+        """The classical reference output for one input (C, H, W) (the protocol's reference row)."""
+        raise NotImplementedError
+
+    def score(self, out: torch.Tensor, target: torch.Tensor) -> dict:
+        """``{"psnr", "ssim"[, "psnr_rgb"]}`` of an output against its target (both (C, H, W))."""
+        raise NotImplementedError
+
+    def check_model_input(self, channels: int, model_channels: int, what: str,
+                          size: tuple[int, int] | None = None) -> None:
+        """Raise ValueError naming ``what`` if an input of ``channels`` (and (H, W) ``size``) does
+        not fit a network of this task taking ``model_channels``."""
+        if channels != model_channels:
+            raise ValueError(f"{what}: has {channels} channel(s); the model takes {model_channels}")
+
+    # ------------------------------------------------------------------ value semantics
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Task) and self.metadata() == other.metadata()
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted((k, repr(v)) for k, v in self.metadata().items())))
+
+    def __repr__(self) -> str:
+        fields = {k: v for k, v in self.metadata().items() if k != "task"}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"

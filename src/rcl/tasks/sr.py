@@ -1,0 +1,169 @@
+"""Noisy super-resolution (scale s): noisy LR (C, H/s, W/s) → clean HR (C, H, W).
+
+* degradation = the clean HR image cropped to a multiple of s (bottom/right, with a
+  :class:`rcl.data.degradations.CropWarning`), bicubic down-scaled with MATLAB's ``imresize``
+  convention (the "BI" model of the SR literature), then noised on the LR image (noise level on
+  the LR intensity scale);
+* reference row = bicubic up-sampling of the noisy LR input; PSNR/SSIM on the Y channel
+  (ITU-R BT.601) with an s-pixel border cropped, as in the SR literature, plus RGB PSNR (same
+  border) for colour images;
+* network = :class:`rcl.models.sr.SRNet`: the U-Net body at LR resolution, a sub-pixel tail
+  (ESPCN, Shi et al., 2016) and a global bicubic skip (VDSR, Kim et al., 2016).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from ..data.datasets import ImageSet, crop_batch, random_dihedral
+from ..data.degradations import bicubic_downscale, bicubic_upscale, crop_image_set, sr_pair
+from ..data.noise import NoiseModel
+from ..models.factory import ModelConfig, transfer_weights
+from ..models.sr import SRNet, build_sr_model
+from ..models.unet import UNet
+from .base import Task, TaskFieldError, check_channels, meta_pattern, noisy_copies, short_repr, unet_body_only
+
+SR_SCALES = (2, 3, 4, 8)
+"""Scales a checkpoint may record (and the CLI accepts)."""
+
+
+def aligned_crops(inputs: ImageSet, targets: ImageSet, batch: int, crop_in: int, factor: int,
+                  generator: torch.Generator, augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crops of side ``crop_in`` from ``inputs`` and the aligned crops of side ``crop_in·factor``
+    from ``targets`` (target = input size × factor), with one shared dihedral transform when
+    ``augment``.
+
+    Returns:
+        ``(x (B, C_in, crop_in, crop_in), y (B, C_t, crop_in·factor, crop_in·factor))``.
+
+    Raises:
+        ValueError: a target is not ``factor``× its input (names the image).
+    """
+    xs, ys = [], []
+    for _ in range(batch):
+        i = int(torch.randint(0, len(inputs), (1,), generator=generator))
+        x, y = inputs.images[i], targets.images[i]
+        _, h, w = x.shape
+        if y.shape[-2:] != (h * factor, w * factor):
+            raise ValueError(f"{inputs.names[i]}: target {tuple(y.shape[-2:])} is not {factor}× the input {(h, w)}")
+        top = int(torch.randint(0, h - crop_in + 1, (1,), generator=generator))
+        left = int(torch.randint(0, w - crop_in + 1, (1,), generator=generator))
+        x = x[:, top:top + crop_in, left:left + crop_in]
+        y = y[:, top * factor:(top + crop_in) * factor, left * factor:(left + crop_in) * factor]
+        if augment:
+            state = generator.get_state()
+            x = random_dihedral(x, generator)
+            generator.set_state(state)
+            y = random_dihedral(y, generator)
+        xs.append(x)
+        ys.append(y)
+    return torch.stack(xs), torch.stack(ys)
+
+
+class SRTask(Task):
+    """Super-resolution ×``scale`` of noisy LR images.
+
+    Args:
+        scale: integer factor ≥ 2.
+        skip: the SRNet's bicubic skip (checkpoint field ``skip``).
+
+    Raises:
+        ValueError: scale < 2.
+    """
+
+    name = "sr"
+    train_noise = "gaussian:5-50"
+    eval_noise = "gaussian:25"
+    reference_name = "bicubic (noisy LR)"
+
+    def __init__(self, scale: int = 2, skip: bool = True):
+        if int(scale) < 2:
+            raise ValueError(f"SR scale must be >= 2, got {scale}")
+        self.scale = self.input_multiple = int(scale)
+        self.skip = bool(skip)
+
+    def describe(self) -> str:
+        return f"super-resolution ×{self.scale}"
+
+    def metadata(self) -> dict:
+        return {"task": self.name, "scale": self.scale, "skip": self.skip}
+
+    @classmethod
+    def from_metadata(cls, meta: dict) -> "SRTask":
+        scale = meta.get("scale")
+        if scale is None:
+            scale = 2  # checkpoints always record it; kept as the historical default
+        if type(scale) is not int or scale not in SR_SCALES:
+            raise TaskFieldError("scale", f"must be one of {', '.join(map(str, SR_SCALES))} (got {short_repr(scale)})")
+        meta_pattern(meta, None)
+        skip = meta.get("skip")
+        skip = True if skip is None else skip
+        if not isinstance(skip, bool):
+            raise TaskFieldError("skip", f"must be true or false for task sr (got {short_repr(skip)})")
+        return cls(scale, skip)
+
+    def check_body(self, body: ModelConfig) -> None:
+        unet_body_only(body, self.name)
+
+    def describe_network(self, body: str) -> str:
+        return f"SR ×{self.scale} on {body}" + ("" if self.skip else " (no skip)")
+
+    def build_model(self, body: ModelConfig, meta: dict | None = None) -> SRNet:
+        task = self if meta is None else self.from_metadata(meta)
+        return build_sr_model(body, task.scale, skip=task.skip)
+
+    def init_model(self, body: ModelConfig, init: nn.Module | None) -> SRNet:
+        """Fresh SRNet; a copy of an SRNet ``init``; or a fresh SRNet whose body gets a U-Net
+        denoiser's weights (its tail starts at zero: the bicubic baseline)."""
+        if init is None:
+            return self.build_model(body)
+        if isinstance(init, SRNet):
+            return copy.deepcopy(init)
+        if isinstance(init, UNet):
+            model = self.build_model(body)
+            transfer_weights(model.body, init)
+            return model
+        raise TypeError(f"init must be a SRNet, a U-Net denoiser or None, got {type(init).__name__}")
+
+    # ------------------------------------------------------------------ data
+
+    def degrade(self, clean: ImageSet, noise: NoiseModel | None, seed: int):
+        """Crop HR to a multiple of the scale (warning per image), bicubic ×1/scale, then one noise
+        realisation per LR image (``noise`` None: noise-free SR, σ = 0)."""
+        hr = crop_image_set(clean, self.scale, f"is not divisible by the SR scale {self.scale}")
+        lr = ImageSet([bicubic_downscale(im.unsqueeze(0), self.scale)[0] for im in hr.images], list(hr.names))
+        noisy, sigmas = noisy_copies(lr, noise, seed)
+        return noisy, hr, sigmas
+
+    def training_batch(self, clean, inputs, noise, batch, crop, generator):
+        """HR crops of side ``crop`` (a multiple of the scale) → bicubic ×1/scale → noise (None: none);
+        with fixed LR ``inputs``: aligned LR/HR crops with one shared dihedral transform."""
+        if inputs is not None:
+            return aligned_crops(inputs, clean, batch, crop // self.scale, self.scale, generator, augment=True)
+        y, _ = crop_batch(clean, batch, crop, generator)
+        return sr_pair(y, self.scale, noise, generator)
+
+    def check_training(self, clean, body, cfg, noise=None, inputs=None) -> None:
+        check_channels(clean, body.in_channels)
+        if cfg.crop_size % self.scale:
+            raise ValueError(f"the HR crop size ({cfg.crop_size}) must be a multiple of the scale ({self.scale})")
+        if noise is not None and not noise.synthetic:
+            raise ValueError("SR training synthesises the LR input: give a synthetic noise model (or None)")
+        if inputs is not None and len(inputs) != len(clean):
+            raise ValueError(f"{len(inputs)} noisy LR images for {len(clean)} clean HR images")
+
+    # ------------------------------------------------------------------ protocol
+
+    def reference(self, inp: torch.Tensor) -> torch.Tensor:
+        return bicubic_upscale(inp.unsqueeze(0), self.scale)[0]
+
+    def score(self, out: torch.Tensor, target: torch.Tensor) -> dict:
+        from ..evaluation.sr_metrics import psnr_rgb, psnr_y, ssim_y  # lazy: scikit-image is slow to import
+
+        res = {"psnr": psnr_y(out, target, self.scale), "ssim": ssim_y(out, target, self.scale)}
+        if target.shape[0] == 3:
+            res["psnr_rgb"] = psnr_rgb(out, target, self.scale)
+        return res

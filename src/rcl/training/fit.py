@@ -1,0 +1,140 @@
+"""The one :func:`fit` every pre-training and fine-tuning goes through, for every task and method.
+
+The order in which random numbers are drawn is part of the contract (same seed → same weights):
+
+* self-supervised (``not method.supervised``): channel check → ``gen = seed_everything(seed)``
+  (torch's global RNG and the data generator) → the network (fresh from the global RNG, or a
+  copy of ``init``) → ``none``: returned in eval mode → the method (SimCLR draws its projection
+  head here, after the network) → :func:`rcl.training.trainer.train`;
+* supervised: checks → :func:`labelled_subset` (its own generator) → fixed inputs (real pairs
+  ``noisy.subset(idx)``, or ``task.degrade(labelled, noise, seed)`` when not
+  ``cfg.resample_noise``, per-image generators) → ``gen = seed_everything(seed)`` →
+  ``task.init_model(body, init)`` → the method → ``train``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..data.datasets import ImageSet
+from ..data.noise import NoiseModel
+from ..methods import Method, get_method
+from ..models.factory import ModelConfig, build_model
+from ..tasks.base import Task
+from .trainer import seed_everything, train
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes:
+        model: the trained network, in eval mode.
+        history: one dict per step (step, lr and the method's logs, e.g. loss); empty for ``none``.
+        labelled: names of the labelled images (supervised methods), else None.
+    """
+
+    model: nn.Module
+    history: list[dict]
+    labelled: list[str] | None = None
+
+
+def labelled_subset(n_images: int, fraction: float, seed: int) -> list[int]:
+    """Indices of the labelled images: ``max(1, round(fraction · n))`` drawn by a seeded permutation.
+
+    The subsets are nested: a larger fraction with the same seed contains every smaller one.
+
+    Raises:
+        ValueError: ``fraction`` not in (0, 1].
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"label fraction must be in (0, 1], got {fraction}")
+    k = max(1, round(fraction * n_images))
+    perm = torch.randperm(n_images, generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(perm[:k])
+
+
+def _method_and_config(method: str | type[Method], cfg) -> tuple[type[Method], object]:
+    cls = get_method(method) if isinstance(method, str) else method
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise TypeError(f"method must be a registered name or a Method subclass, got {method!r}")
+    if isinstance(cfg, dict):
+        cfg = cls.Config(**cfg)
+    elif cfg is None:
+        cfg = cls.Config()
+    if not isinstance(cfg, cls.Config):
+        raise TypeError(f"method {cls.name!r} takes a {cls.Config.__name__} (or a dict of its fields), "
+                        f"got {type(cfg).__name__}")
+    return cls, cfg
+
+
+def fit(task: Task, method: str | type[Method], data: ImageSet, cfg, body: ModelConfig, *,
+        init: nn.Module | None = None, noise: NoiseModel | None = None, noisy: ImageSet | None = None,
+        log_path: str | os.PathLike | None = None, progress: bool = True, desc: str | None = None) -> FitResult:
+    """Train a network of ``task`` with ``method``.
+
+    Args:
+        task: the task (:mod:`rcl.tasks`).
+        method: a registered method name or a :class:`rcl.methods.Method` subclass.
+        data: self-supervised methods: the noisy collection, e.g. ``task.pretraining_data(...)``
+            (JDD: packed (4, H/2, W/2) mosaics); supervised: all clean training images (C, H, W),
+            of which a fraction ``cfg.label_fraction`` is used.
+        cfg: the method's config (``method.Config``), or a dict of its fields (validated).
+        body: the network's body config (recorded as ``model`` in checkpoints); self-supervised
+            methods train ``task.pretrain_model_config(body)``.
+        init: self-supervised: a network to continue from (a copy is trained); supervised: the
+            network to start from (``task.init_model``: a copy, or its weights in a new body);
+            None: fresh weights.
+        noise: supervised: the synthetic noise applied to clean crops (or to make fixed
+            realisations); self-supervised: passed to the method.
+        noisy: supervised: real noisy counterparts of ``data`` (same order and sizes).
+        log_path: optional per-step CSV log (written as ``<log>.part``, renamed when done).
+        progress: show a progress bar; ``desc`` its label.
+
+    Returns:
+        :class:`FitResult`; ``init`` and ``data`` are left untouched.
+
+    Raises:
+        ValueError: channel mismatch, too few or too small images, a config or data the task
+            refuses (``task.check_training``), unknown method name.
+        TypeError: a config of another method, or an ``init`` the task cannot start from.
+        pydantic.ValidationError: a config dict with unknown or out-of-range fields.
+        FloatingPointError: the loss became NaN or infinite.
+    """
+    cls, cfg = _method_and_config(method, cfg)
+    if cls.supervised:
+        return _fit_supervised(task, cls, data, cfg, body, init, noise, noisy, log_path, progress, desc)
+    net_cfg = task.pretrain_model_config(body)
+    if data.channels != net_cfg.in_channels:
+        raise ValueError(f"images have {data.channels} channel(s) but the model takes {net_cfg.in_channels}")
+    gen = seed_everything(cfg.seed)
+    model = copy.deepcopy(init) if init is not None else build_model(net_cfg)
+    if not cls.trains:
+        model.eval()
+        return FitResult(model, [])
+    runner = cls(data, cfg, task=task, model=model, noise=noise, inputs=noisy)
+    history = train(model, runner, cfg.steps, cfg.lr, gen, log_path, progress,
+                    desc=desc or f"pretrain ({cls.name})", extra_params=runner.extra_parameters())
+    return FitResult(model, history)
+
+
+def _fit_supervised(task: Task, cls: type[Method], clean: ImageSet, cfg, body: ModelConfig,
+                    init: nn.Module | None, noise: NoiseModel | None, noisy: ImageSet | None,
+                    log_path, progress: bool, desc: str | None) -> FitResult:
+    task.check_training(clean, body, cfg, noise=noise, inputs=noisy)
+    idx = labelled_subset(len(clean), cfg.label_fraction, cfg.seed)
+    labelled = clean.subset(idx)
+    inputs = noisy.subset(idx) if noisy is not None else None
+    if inputs is None and not cfg.resample_noise:
+        inputs, labelled, _ = task.degrade(labelled, noise, cfg.seed)
+    gen = seed_everything(cfg.seed)
+    model = task.init_model(body, init)
+    runner = cls(labelled, cfg, task=task, model=model, noise=noise, inputs=inputs)
+    history = train(model, runner, cfg.steps, cfg.lr, gen, log_path, progress,
+                    desc=desc or f"finetune ({task.name})", extra_params=runner.extra_parameters())
+    return FitResult(model, history, list(labelled.names))
