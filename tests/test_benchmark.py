@@ -14,8 +14,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from rcl.benchmark import (PRESETS, BenchmarkConfig, BenchmarkConfigError, Stat, _claims, _Runner, load_config,
-                           preset_path, run_benchmark)
+from rcl.benchmark import (PRESETS, BenchmarkConfig, BenchmarkConfigError, Plan, Runner, Stat, file_ids, judge_claims,
+                           load_config, log_history, preset_path, published_numbers, run_benchmark)
 from rcl.data.io import write_image
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -156,11 +156,11 @@ def test_smoke_end_to_end_and_resume(data_root, tmp_path, monkeypatch):
     cfg = load_config("smoke", data_root, overrides=TINY)
     out = tmp_path / "bench"
     partial = tmp_path / ".bench.partial"
-    n_cells = len(_Runner(cfg, tmp_path / "plan", progress=False).all_cells)
+    n_cells = len(Plan(cfg, tmp_path / "plan" / "cache").all_cells)
 
     # an interrupted first run keeps its finished cells in the .partial folder and writes no report
     calls = {"n": 0}
-    original = _Runner.compute_eval
+    original = Runner.compute_eval
 
     def flaky(self, cell):
         calls["n"] += 1
@@ -168,10 +168,10 @@ def test_smoke_end_to_end_and_resume(data_root, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return original(self, cell)
 
-    monkeypatch.setattr(_Runner, "compute_eval", flaky)
+    monkeypatch.setattr(Runner, "compute_eval", flaky)
     with pytest.raises(KeyboardInterrupt):
         run_benchmark(cfg, out, progress=False)
-    monkeypatch.setattr(_Runner, "compute_eval", original)
+    monkeypatch.setattr(Runner, "compute_eval", original)
     assert not out.exists() and partial.is_dir() and not (partial / "report.md").exists()
     done_before = sum(1 for line in (partial / "benchmark.log").read_text().splitlines() if " computed " in line)
     assert done_before >= 5
@@ -237,16 +237,26 @@ def test_claim_rules_follow_the_numbers(data_root):
         ("ft", "n2v", 0.1) + key: _stat(29.1, 0.3), ("ft", "n2v", 1.0) + key: _stat(29.5, 0.1),
         ("ft", "simclr", 0.1) + key: _stat(28.0, 0.1), ("ft", "simclr", 1.0) + key: _stat(29.5, 0.1),
     }
-    c = {x["id"]: x for x in _claims(cfg, stats)}
+    c = {x["id"]: x for x in judge_claims(cfg, stats)}
     assert c[1]["verdict"] == "holds"  # +2 dB at 10 % ≫ 0.2 std, and +2 vs +0.1 at 100 %
     # gap −0.4 dB: above −0.5 dB by 0.1, more than the larger std 0.05
     assert c[2]["verdict"] == "holds" and abs(c[2]["comparisons"][0]["delta_db"] + 0.4) < 1e-9
     assert c[3]["verdict"].startswith("inconclusive (difference within seed std)")  # −0.1 dB within 0.3
     assert c[4]["verdict"] == "holds"
     stats[("ft", "simclr", 0.1) + key] = _stat(29.5, 0.1)  # simclr ahead by 0.5 > 0.1
-    assert {x["id"]: x for x in _claims(cfg, stats)}[4]["verdict"] == "does not hold"
+    assert {x["id"]: x for x in judge_claims(cfg, stats)}[4]["verdict"] == "does not hold"
     one_seed = {k: _stat(v.psnr, float("nan"), n=1) for k, v in stats.items()}
-    assert all(x["verdict"].startswith("inconclusive") for x in _claims(cfg, one_seed))
+    assert all(x["verdict"].startswith("inconclusive") for x in judge_claims(cfg, one_seed))
+
+
+def test_published_numbers_are_packaged_data_with_sources():
+    """The published reference numbers are data (rcl/benchmark/published.yaml), each with its source
+    and the row of ours printed beside it."""
+    pub = published_numbers()
+    chk = pub.bm3d_check
+    assert (chk.test, chk.noise, chk.psnr, chk.n_images) == ("BSD68", "gaussian:25", 28.57, 68) and "Dabov" in chk.source
+    assert len(pub.rows) == 6 and all(r.source and r.psnr > 20 for r in pub.rows)
+    assert {tuple(r.ours) for r in pub.rows} == {("bm3d",), ("ft", "none", 1.0), ("direct", "n2v"), ("direct", "ne2ne")}
 
 
 def test_refuses_a_foreign_output_folder(data_root, tmp_path):
@@ -261,17 +271,15 @@ def test_refuses_a_foreign_output_folder(data_root, tmp_path):
 
 def test_log_history_counts_runs_and_sums_computed_cells(tmp_path):
     """A resumed run's report states the total compute time of all runs, read from benchmark.log."""
-    from rcl.benchmark import _log_history
-
     log = tmp_path / "benchmark.log"
     log.write_text("2026-01-01 10:00:00 start: 5 cells\n"
                    "2026-01-01 10:01:00 computed pretrain rcl (60.0 s)\n"
                    "2026-01-01 10:02:00 start: 5 cells\n"
                    "2026-01-01 10:02:00 cached   pretrain rcl\n"
                    "2026-01-01 10:02:30 computed eval rcl (0 labels) | Set12 gaussian:25 (30.5 s)\n")
-    h = _log_history(log)
+    h = log_history(log)
     assert h == {"runs": 2, "first": "2026-01-01 10:00:00", "cell_seconds": 90.5}
-    assert _log_history(tmp_path / "missing.log") is None
+    assert log_history(tmp_path / "missing.log") is None
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data (the smoke preset's Train400 and Set12)")
@@ -295,11 +303,9 @@ def test_smoke_preset_as_shipped_via_cli(tmp_path):
 def test_file_ids_change_with_content_of_same_size(tmp_path):
     """Cells are keyed by image content, so an image edited in place with the same byte size
     (uncompressed BMP/TIFF) invalidates the cached cells instead of reusing stale results."""
-    from rcl.benchmark import _file_ids
-
     f = tmp_path / "a.bmp"
     f.write_bytes(b"\x00" * 64)
-    before = _file_ids([f])
+    before = file_ids([f])
     f.write_bytes(b"\x01" * 64)
-    after = _file_ids([f])
+    after = file_ids([f])
     assert before[0][:2] == after[0][:2] and before != after

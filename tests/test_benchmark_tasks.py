@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from rcl.benchmark import BenchmarkConfig, _Runner, load_config, run_benchmark
+from rcl.benchmark import BenchmarkConfig, Plan, load_config, run_benchmark
 
 from .test_benchmark import SHARED, _synthetic_root
 
@@ -116,7 +116,7 @@ def test_sr_shares_the_denoising_pretraining(data_root, tmp_path):
     sr = {"scales": [2], "methods": ["rcl", "simclr", "none"], "finetune": {"crop_size": 32},
           "test": [{"name": "Set12", "path": "test/Set12", "noises": ["gaussian:15"]}]}
     both = load_config("smoke", data_root, overrides={"tasks": {"sr": sr}})
-    r0, r1 = _Runner(base, tmp_path, progress=False), _Runner(both, tmp_path, progress=False)
+    r0, r1 = Plan(base, tmp_path), Plan(both, tmp_path)
     h0, h1 = {c.key: c.hash for c in r0.all_cells}, {c.key: c.hash for c in r1.all_cells}
     assert all(h1.get(k) == v for k, v in h0.items())
     pre = [c.key for c in r1.model_cells if c.kind == "pretrain" and "ablation" not in c.key]
@@ -126,7 +126,7 @@ def test_sr_shares_the_denoising_pretraining(data_root, tmp_path):
     assert not any("x2 finetune n2v" in k for k in ft)
     # the SR fine-tuning of rcl hangs on RCL's pre-training; that of none (scratch) does not
     changed = load_config("smoke", data_root, overrides={"tasks": {"sr": sr}, "pretrain": {"rcl": {"temperature": 0.2}}})
-    h2 = {c.key: c.hash for c in _Runner(changed, tmp_path, progress=False).all_cells}
+    h2 = {c.key: c.hash for c in Plan(changed, tmp_path).all_cells}
     assert h2["pretrain rcl"] != h1["pretrain rcl"] and h2["pretrain n2v"] == h1["pretrain n2v"]
     for k in ft:
         assert (h2[k] != h1[k]) == (" rcl " in k), k
@@ -139,7 +139,7 @@ def test_sr_shares_the_denoising_pretraining(data_root, tmp_path):
 def test_tasks_end_to_end_and_resume(data_root, tmp_path):
     cfg = load_config("smoke-tasks", data_root, overrides=TINY_TASKS)
     out = tmp_path / "bench"
-    n_cells = len(_Runner(cfg, tmp_path / "plan", progress=False).all_cells)
+    n_cells = len(Plan(cfg, tmp_path / "plan" / "cache").all_cells)
     assert run_benchmark(cfg, out, progress=False, command="rcl benchmark smoke-tasks") == out
     first = _cells(out)
     assert first["total"] == n_cells and len(first["computed"]) == n_cells and not first["cached"]

@@ -15,7 +15,7 @@ import torch
 import yaml
 from pydantic import ValidationError
 
-from rcl.benchmark import (PRESETS, BenchmarkConfig, BenchmarkConfigError, _yaml_dump, config_dict, config_hash,
+from rcl.benchmark import (PRESETS, BenchmarkConfig, BenchmarkConfigError, config_dict, config_hash, config_yaml,
                            load_config, preset_path)
 from rcl.configs import MAX_SEED, ConfigFileError, load_yaml
 from rcl.models.factory import ModelConfig
@@ -306,5 +306,5 @@ def test_presets_load_as_before(root, tmp_path, name):
     # what a run writes (config.yaml) reads back to the same config and hash under strict validation
     again = BenchmarkConfig.model_validate(d)
     assert config_dict(again) == d
-    (tmp_path / "config.yaml").write_text(_yaml_dump(cfg))
+    (tmp_path / "config.yaml").write_text(config_yaml(cfg))
     assert config_hash(config_dict(load_config(str(tmp_path / "config.yaml")))) == config_hash(d)

@@ -1,0 +1,175 @@
+"""Computing the cells of a :class:`~.plan.Plan`: training, evaluation, the cache, the log.
+
+The read API used by the statistics, the report and the figures (nothing else of the runner
+is meant for them): :attr:`Runner.plan`, :meth:`Runner.scores`, :meth:`Runner.spec`,
+:meth:`Runner.model`, :meth:`Runner.restorer`, :attr:`Runner.inputs`, :attr:`Runner.computed`,
+:attr:`Runner.cached` and :attr:`Runner.log_path`.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from ..reporting import finite_json
+from .cells import EVAL_SEED, EvalCell, ModelCell, atomic_json, eval_payload, model_done
+from .config import BenchmarkConfig
+from .inputs import Inputs
+from .plan import Plan
+from .taskspec import TaskSpec, task_spec
+
+
+class Runner:
+    """Plans the cells of a config (in ``work/cache``) and computes the missing ones (:meth:`run`)."""
+
+    def __init__(self, cfg: BenchmarkConfig, work: Path, progress: bool):
+        self.cfg, self.work, self.progress = cfg, Path(work), progress
+        self.log_path = self.work / "benchmark.log"
+        self.computed: list[str] = []  # keys of the cells computed by this run
+        self.cached: list[str] = []  # keys of the cells reused from the cache
+        self.results: dict[str, dict] = {}  # eval cell key → payload
+        self.inputs = Inputs(cfg)
+        self.plan = Plan(cfg, self.work / "cache", self.inputs)
+        self._models: dict[str, Any] = {}
+        self._specs: dict[tuple, TaskSpec] = {}
+
+    # -- read API ---------------------------------------------------------------------------
+
+    @property
+    def all_cells(self) -> list:
+        return self.plan.all_cells
+
+    def spec(self, task: str, scale: int = 1) -> TaskSpec:
+        """The :class:`TaskSpec` of a task (``scale``: SR's factor)."""
+        if (task, scale) not in self._specs:
+            self._specs[(task, scale)] = task_spec(self.cfg, task, scale)
+        return self._specs[(task, scale)]
+
+    def spec_of(self, cell: ModelCell | EvalCell) -> TaskSpec:
+        return self.spec(cell.task, cell.scale)
+
+    def scores(self, task: str) -> list[tuple[EvalCell, dict]]:
+        """(cell, payload) of every evaluation of ``task`` (all scales), in plan order."""
+        return [(c, self.results[c.key]) for c in self.plan.all_cells if isinstance(c, EvalCell) and c.task == task]
+
+    def model(self, cell: ModelCell):
+        """The network of a model cell (loaded from its checkpoint once)."""
+        if cell.key not in self._models:
+            from ..checkpoint import load_checkpoint
+
+            self._models[cell.key], _ = load_checkpoint(cell.path, expect=cell.model_cfg)
+        return self._models[cell.key]
+
+    def restorer(self, predictor: str, model_cell: ModelCell | None, spec: TaskSpec) -> Callable:
+        """The protocol restorer ``(input, sigma) -> output`` of a row: a network (``plain``: forward
+        pass, tiled with ``tile``; ``n2s``: :func:`rcl.losses.noise2self.n2s_predict`) or, without
+        ``model_cell``, the task's network-free method (BM3D, bicubic, bilinear, Malvar, …)."""
+        from ..evaluation.protocol import model_denoiser
+
+        if model_cell is None:
+            return spec.classical_restorer(predictor)
+        model = self.model(model_cell)
+        if predictor == "n2s":
+            from ..losses.noise2self import n2s_predict
+
+            grid = self.cfg.pretrain.baseline_config("n2s").grid
+            return lambda noisy, sigma: n2s_predict(model, noisy, grid=grid)
+        if predictor != "plain":
+            raise ValueError(f"unknown predictor {predictor!r} for a network")
+        return model_denoiser(model, tile=self.cfg.tile)
+
+    # -- compute ----------------------------------------------------------------------------
+
+    def _log(self, line: str) -> None:
+        with open(self.log_path, "a") as fh:
+            fh.write(f"{datetime.now():%Y-%m-%d %H:%M:%S} {line}\n")
+
+    def train(self, cell: ModelCell) -> tuple[Any, dict]:
+        """Train a model cell: (network, checkpoint metadata of the run)."""
+        spec = self.spec_of(cell)
+        clean, collection, noise = self.inputs.training(spec)
+        if cell.kind == "pretrain":
+            from ..training.baselines import run_pretraining
+
+            # rcl: RCLPretraining (through rcl.training.pretrain); baselines: their methods
+            model, _ = run_pretraining(cell.method, collection, cell.model_cfg, cell.training, progress=self.progress)
+            return model, {"stage": "pretrain", "method": cell.method, "noise": spec.collection_noise,
+                           "noise_seed": spec.noise_seed}
+        init = self.model(cell.init) if cell.init is not None else None
+        model, labelled, extra = spec.finetune(clean, noise, cell, init, self.progress)
+        return model, {"stage": "finetune", "method": cell.method, "init_stage": "pretrain" if cell.init else None,
+                       "noise": spec.train_noise, "labelled_images": labelled, **extra}
+
+    def compute_model(self, cell: ModelCell) -> None:
+        from ..checkpoint import save_checkpoint
+
+        t0 = time.time()
+        model, meta = self.train(cell)
+        secs = time.time() - t0
+        save_checkpoint(cell.path, model, cell.model_cfg, cell_hash=cell.hash, seconds=secs,
+                        benchmark=self.cfg.name, **{**cell.meta, **meta})
+        self._models[cell.key] = model
+
+    def compute_eval(self, cell: EvalCell) -> dict:
+        """Evaluate one cell through the protocol and write its JSON; returns the payload."""
+        from ..data.noise import parse_noise_spec
+        from ..evaluation.protocol import evaluate
+
+        spec = self.spec_of(cell)
+        t0 = time.time()
+        clean = self.inputs.test_images(cell.test_cfg, cell.max_images, spec)
+        kwargs = spec.eval_kwargs(self.inputs, cell.test_cfg, cell.noise, cell.max_images)
+        res, _ = evaluate({cell.key: self.restorer(cell.predictor, cell.model, spec)}, clean,
+                          parse_noise_spec(cell.noise), seed=EVAL_SEED, **kwargs)
+        r = res[cell.key]
+        payload = {"hash": cell.hash, "key": cell.key, **spec.payload_fields(), "row": list(cell.row),
+                   "test": cell.test, "noise": cell.noise, "predictor": cell.predictor, "protocol_seed": EVAL_SEED,
+                   "seconds": time.time() - t0, **r.to_dict(), **spec.extra_scores(r)}
+        atomic_json(cell.path, finite_json(payload))
+        return payload
+
+    def run(self) -> None:
+        """Compute every cell whose output is missing or of another hash (in plan order)."""
+        from tqdm.auto import tqdm
+
+        cells = self.plan.all_cells
+        bar = tqdm(total=len(cells), desc="benchmark", unit="cell", disable=not self.progress, dynamic_ncols=True)
+
+        def tick(key: str, computed: bool, secs: float = 0.0):
+            (self.computed if computed else self.cached).append(key)
+            self._log(f"{'computed' if computed else 'cached  '} {key}" + (f" ({secs:.1f} s)" if computed else ""))
+            bar.update(1)
+            bar.set_postfix_str(f"{len(self.computed)} computed, {len(self.cached)} cached, "
+                                f"{len(cells) - bar.n} left")
+
+        try:
+            self._log(f"start: {len(cells)} cells")
+            for mc in self.plan.model_cells:
+                if model_done(mc):
+                    tick(mc.key, False)
+                else:
+                    bar.set_description(mc.key)
+                    t0 = time.time()
+                    self.compute_model(mc)
+                    tick(mc.key, True, time.time() - t0)
+                for ec in mc.evals:
+                    self._eval(ec, bar, tick)
+                if mc.kind == "finetune":
+                    self._models.pop(mc.key, None)  # fine-tuned networks are not needed again
+            for ec in self.plan.ref_cells + self.plan.bm3d_cells:
+                self._eval(ec, bar, tick)
+        finally:
+            bar.close()
+
+    def _eval(self, ec: EvalCell, bar, tick) -> None:
+        payload = eval_payload(ec)
+        if payload is not None:
+            self.results[ec.key] = payload
+            tick(ec.key, False)
+            return
+        bar.set_description(ec.key)
+        t0 = time.time()
+        self.results[ec.key] = self.compute_eval(ec)
+        tick(ec.key, True, time.time() - t0)

@@ -1,0 +1,302 @@
+"""The sections of a benchmark config (:class:`rcl.benchmark.BenchmarkConfig`): data and test sets,
+BM3D, ablations, pre-training, and the downstream task sections (``tasks.sr``, ``tasks.jdd``; their
+format is documented in :mod:`rcl.benchmark`). Every model is strict (:class:`rcl.configs.StrictConfig`:
+no bool/str/float for an int, no extra fields, finite floats)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ..configs import Channels, PathField, Seed, StrictConfig
+from ..training.baselines import BaselineConfig
+from ..training.config import PretrainConfig
+from .validation import (BASELINES, build, check_exists, check_fractions, check_methods, check_name, check_noise,
+                         check_seeds, check_unique_tests, no_cell_fields)
+
+
+class TestSetConfig(StrictConfig):
+    """One test set: clean images, evaluated under each noise spec.
+
+    Attributes:
+        name: short name used in tables and file names (e.g. BSD68).
+        path: folder (or file) of clean test images; relative paths resolve against ``data_root``.
+        channels: 1 or 3 (default: the training channels).
+        noises: noise specs, σ on 0–255 (``gaussian:25``, ``gaussian:5-50``).
+        max_images: use only the first N images (sorted by name); overrides ``max_test_images``.
+        crop: centre-crop every image to at most crop×crop (to bound time; None = whole images).
+    """
+
+    name: str
+    path: PathField
+    channels: Channels | None = None
+    noises: list[str] = Field(min_length=1)
+    max_images: int | None = Field(None, ge=1)
+    crop: int | None = Field(None, ge=16)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        return check_name(v, "test set name")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v):
+        return check_exists(v, "test set path")
+
+    @field_validator("noises")
+    @classmethod
+    def _noises(cls, v):
+        out = [check_noise(s) for s in v]
+        if len(set(out)) != len(out):
+            raise ValueError(f"noise specs repeat: {v}")
+        return out
+
+
+class DataConfig(StrictConfig):
+    """Training and test data.
+
+    Attributes:
+        train: folder of clean training images (noised once for pre-training; clean labels for
+            fine-tuning); relative paths resolve against ``data_root``.
+        channels: 1 (grayscale, BT.601 luma) or 3 (RGB); images are converted on loading.
+        max_train_images: use only the first N training images (sorted by name).
+        test: the denoising test sets (may be empty only with ``tasks.denoise: false``).
+    """
+
+    train: PathField
+    channels: Channels = 1
+    max_train_images: int | None = Field(None, ge=2)
+    test: list[TestSetConfig] = Field(default_factory=list)
+
+    @field_validator("train")
+    @classmethod
+    def _train(cls, v):
+        return check_exists(v, "training images")
+
+    @model_validator(mode="after")
+    def _unique(self):
+        check_unique_tests(self.test)
+        return self
+
+
+class Selection(StrictConfig):
+    """A test set and some of its noises (None = all of them)."""
+
+    test: str
+    noises: list[str] | None = None
+
+    @field_validator("noises")
+    @classmethod
+    def _noises(cls, v):
+        return None if v is None else [check_noise(s) for s in v]
+
+
+class BM3DConfig(StrictConfig):
+    """BM3D/CBM3D with the known σ on chosen test sets/noises.
+
+    Attributes:
+        enabled: run BM3D at all.
+        where: test sets/noises to run it on (empty: every test set and noise).
+        max_images: at most N images per test set (BM3D costs seconds per image).
+        profile: bm3d package profile ("np" = normal).
+    """
+
+    enabled: bool = False
+    where: list[Selection] = Field(default_factory=list)
+    max_images: int | None = Field(None, ge=1)
+    profile: Literal["np", "refilter", "vn", "high", "deb"] = "np"
+
+
+class AblationConfig(StrictConfig):
+    """A named variant of RCL pre-training: fields of :class:`PretrainConfig` that differ from
+    ``pretrain.rcl`` (e.g. ``{similarity: l2}``, ``{consistency: none}``, ``{temperature: 0.5}``)."""
+
+    name: str
+    rcl: dict[str, Any] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v):
+        return check_name(v, "ablation name")
+
+
+class PretrainSection(StrictConfig):
+    """Pre-training of every method.
+
+    Attributes:
+        steps: optimisation steps of every method (a method's own ``steps`` overrides it).
+        seed: seed of every pre-training (one pre-trained network per method).
+        rcl: fields of :class:`rcl.training.PretrainConfig` for RCL.
+        baselines: fields of :class:`rcl.training.baselines.BaselineConfig` shared by the baselines.
+        simclr, n2v, n2s, ne2ne: per-method BaselineConfig fields over ``baselines``.
+    """
+
+    steps: int = Field(800, ge=1)
+    seed: Seed = 0
+    rcl: dict[str, Any] = Field(default_factory=dict)
+    baselines: dict[str, Any] = Field(default_factory=dict)
+    simclr: dict[str, Any] = Field(default_factory=dict)
+    n2v: dict[str, Any] = Field(default_factory=dict)
+    n2s: dict[str, Any] = Field(default_factory=dict)
+    ne2ne: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _validate_all(self):
+        self.rcl_config()
+        for m in BASELINES:
+            self.baseline_config(m)
+        return self
+
+    def rcl_config(self, overrides: dict | None = None, where: str = "rcl") -> PretrainConfig:
+        """RCL's :class:`PretrainConfig` (with an ablation's ``overrides``)."""
+        return build(PretrainConfig, {"steps": self.steps, "seed": self.seed, **self.rcl, **(overrides or {})},
+                      where)
+
+    def baseline_config(self, method: str) -> BaselineConfig:
+        """The :class:`BaselineConfig` of a baseline method."""
+        return build(BaselineConfig, {"steps": self.steps, "seed": self.seed, **self.baselines,
+                                       **getattr(self, method)}, method)
+
+
+class TaskSection(StrictConfig):
+    """Fields shared by the SR and JDD sections (None = the top-level value)."""
+
+    test: list[TestSetConfig] = Field(min_length=1)
+    methods: list[str] | None = None
+    label_fractions: list[float] | None = None
+    seeds: list[Seed] | None = None
+    finetune: dict[str, Any] = Field(default_factory=dict)
+    max_test_images: int | None = Field(None, ge=1)
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, v):
+        return None if v is None else check_methods(v)
+
+    @field_validator("label_fractions")
+    @classmethod
+    def _fractions(cls, v):
+        return None if v is None else check_fractions(v)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v):
+        return None if v is None else check_seeds(v)
+
+    @field_validator("finetune")
+    @classmethod
+    def _finetune(cls, v):
+        return no_cell_fields(v, "this task section")
+
+    @model_validator(mode="after")
+    def _unique(self):
+        check_unique_tests(self.test)
+        return self
+
+
+class SRSection(TaskSection):
+    """Super-resolution on top of the denoising pre-training (``tasks.sr``; format in :mod:`rcl.benchmark`).
+
+    Attributes:
+        scales: integer SR factors (2, 3, 4 or 8).
+        test: clean HR test sets (channels = ``data.channels``), each evaluated under its noises
+            (added to the bicubic-downscaled LR image).
+        train_noise: noise on the LR fine-tuning crops (None: the top-level ``train_noise``).
+        methods, label_fractions, seeds: None = the top-level lists.
+        finetune: :class:`FinetuneConfig` fields over the top-level ``finetune`` (crop_size is the
+            HR crop; it must be a multiple of every scale).
+        max_test_images: at most N images per test set (a test set's max_images overrides it).
+    """
+
+    scales: list[int] = Field(default_factory=lambda: [2, 4])
+    train_noise: str | None = None
+
+    @field_validator("scales")
+    @classmethod
+    def _scales(cls, v):
+        if not v:
+            raise ValueError("list at least one SR scale, e.g. [2, 4]")
+        for x in v:
+            if x not in (2, 3, 4, 8):
+                raise ValueError(f"SR scale {x} is not supported; use 2, 3, 4 or 8")
+        if len(set(v)) != len(v):
+            raise ValueError(f"scales repeat: {v}")
+        return sorted(v)
+
+    @field_validator("train_noise")
+    @classmethod
+    def _noise(cls, v):
+        return None if v is None else check_noise(v, "train_noise")
+
+
+class JDDBM3DConfig(StrictConfig):
+    """The Malvar + BM3D (CBM3D, σ known) row of JDD: slow (≈ 20-25 s per 768×512 image on 2 cores)."""
+
+    enabled: bool = False
+    max_images: int | None = Field(None, ge=1)
+    profile: Literal["np", "refilter", "vn", "high", "deb"] = "np"
+
+
+class JDDSection(TaskSection):
+    """Joint demosaicking + denoising with its own pre-training on packed noisy mosaics (``tasks.jdd``).
+
+    Attributes:
+        train: clean RGB training images (None: ``data.train``, which must then be RGB).
+        max_train_images: first N training images (None: ``data.max_train_images`` when ``train``
+            is None).
+        pattern: Bayer pattern (RGGB, BGGR, GRBG, GBRG).
+        noise: noise on the mosaics, for pre-training (once) and fine-tuning (fresh per crop).
+        noise_seed: seed of the one-time noisy pre-training mosaics (None: top-level ``noise_seed``).
+        test: clean RGB test sets, each evaluated under its noises (on the mosaic).
+        model: :class:`ModelConfig` fields (arch/width/depth) over the top-level ``model``; the
+            body always has 4 → 4 channels (packed mosaic).
+        pretrain: deep-merged over the top-level ``pretrain`` section.
+        finetune: :class:`FinetuneConfig` fields over the top-level ``finetune`` (even crop size).
+        malvar: add the Malvar-He-Cutler demosaicking row.
+        bm3d: the Malvar + BM3D row.
+    """
+
+    train: PathField | None = None
+    max_train_images: int | None = Field(None, ge=2)
+    pattern: str = "RGGB"
+    noise: str = "poisson-gaussian"
+    noise_seed: Seed | None = None
+    model: dict[str, Any] = Field(default_factory=dict)
+    pretrain: dict[str, Any] = Field(default_factory=dict)
+    malvar: bool = True
+    bm3d: JDDBM3DConfig = Field(default_factory=JDDBM3DConfig)
+
+    @field_validator("train")
+    @classmethod
+    def _train(cls, v):
+        return None if v is None else check_exists(v, "training images")
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, v):
+        from ..data.degradations import check_pattern
+
+        return check_pattern(v)
+
+    @field_validator("noise")
+    @classmethod
+    def _noise(cls, v):
+        return check_noise(v, "noise")
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v):
+        bad = sorted(set(v) & {"in_channels", "out_channels"})
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: the JDD body always takes and returns the packed mosaic (4 channels)")
+        return v
+
+
+class TasksSection(StrictConfig):
+    """Which tasks run: the denoising benchmark (default on) and the optional SR and JDD sections."""
+
+    denoise: bool = True
+    sr: SRSection | None = None
+    jdd: JDDSection | None = None

@@ -1,0 +1,160 @@
+"""Config validation helpers of the benchmark: one-line error messages naming the full field path
+(``pretrain.rcl.lr: ...``) and the field checks shared by the config sections."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import ValidationError
+
+METHODS = ("rcl", "simclr", "n2v", "n2s", "ne2ne", "none")
+BASELINES = ("simclr", "n2v", "n2s", "ne2ne")
+DIRECT_METHODS = ("rcl", "n2v", "n2s", "ne2ne")  # self-supervised denoisers usable with 0 labels
+SELF_SUPERVISED_BASELINES = ("n2v", "n2s", "ne2ne")
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_+=-][A-Za-z0-9_.+=-]*$")
+
+# pydantic error types where the offending input is worth quoting ("got '800'"): YAML type tricks
+_TYPE_ERRORS = ("int_type", "float_type", "bool_type", "string_type", "list_type", "dict_type", "model_type",
+                "int_from_float", "int_parsing", "float_parsing", "literal_error")
+
+
+class BenchmarkConfigError(ValueError):
+    """A benchmark config that cannot be read or validated; the message names the field/file."""
+
+
+class NestedConfigError(ValueError):
+    """Errors of a config built inside a validator (:func:`build`), kept as (field path, message)
+    pairs so that the enclosing error can name the full path (``pretrain.rcl.lr``)."""
+
+    def __init__(self, parts: list[tuple[str, str]]):
+        self.parts = parts
+        super().__init__(_join_errors(parts))
+
+
+def _join_errors(parts: list[tuple[str, str]]) -> str:
+    return "; ".join(f"{loc}: {msg}" if loc else msg for loc, msg in parts)
+
+
+def _error_parts(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"])
+        loc = f"{prefix}.{loc}" if prefix and loc else (prefix or loc)
+        nested = (err.get("ctx") or {}).get("error")
+        if isinstance(nested, NestedConfigError):
+            parts += [(f"{loc}.{sub}" if loc and sub else (loc or sub), msg) for sub, msg in nested.parts]
+            continue
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if err.get("type") in ("extra_forbidden",):
+            msg = "unknown field (not allowed here)"
+        elif err.get("type") in _TYPE_ERRORS:
+            got = err.get("input")
+            if isinstance(got, (bool, int, float, str)) and len(repr(got)) <= 40:
+                msg = f"{msg} (got {got!r})"
+            elif isinstance(got, (list, dict)):
+                msg = f"{msg} (got a {'list' if isinstance(got, list) else 'mapping'})"
+        parts.append((loc, msg))
+    return parts
+
+
+def format_errors(exc: ValidationError, prefix: str = "") -> str:
+    """``field.path: message; ...`` for every error (the input quoted for type errors)."""
+    return _join_errors(_error_parts(exc, prefix))
+
+
+def build(cls, data: dict, where: str):
+    """``cls(**data)``; a validation error becomes a :class:`NestedConfigError` under ``where``."""
+    try:
+        return cls(**data)
+    except ValidationError as exc:
+        raise NestedConfigError(_error_parts(exc, where)) from None
+    except TypeError as exc:
+        raise NestedConfigError([(where, str(exc))]) from None
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """``over`` merged into a copy of ``base``, mappings recursively."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+# -- field checks ---------------------------------------------------------------------------
+
+def check_name(v: str, what: str) -> str:
+    if not isinstance(v, str) or not _NAME_RE.match(v):
+        raise ValueError(f"{what} {v!r} may contain only letters, digits and _ . + = - (it names files)")
+    return v
+
+
+def check_noise(spec: str, what: str = "noise") -> str:
+    from ..data.noise import parse_noise_spec
+
+    model = parse_noise_spec(spec)  # ValueError names the spec and the accepted forms
+    if not model.synthetic:
+        raise ValueError(f"{what} {spec!r}: 'real' noise has no clean reference; the benchmark needs "
+                         "synthetic noise (e.g. gaussian:25 or gaussian:5-50)")
+    return spec.strip().lower()
+
+
+def check_methods(v: list[str]) -> list[str]:
+    if not v:
+        raise ValueError(f"list at least one method; choose from {', '.join(METHODS)}")
+    for m in v:
+        if m not in METHODS:
+            raise ValueError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+    if len(set(v)) != len(v):
+        raise ValueError(f"methods repeat: {v}")
+    return v
+
+
+def check_fractions(v: list[float]) -> list[float]:
+    if not v:
+        raise ValueError("list at least one label fraction, e.g. [0.01, 0.05, 0.1, 1.0]")
+    for f in v:
+        if not (isinstance(f, (int, float)) and 0 < f <= 1):
+            raise ValueError(f"label fraction {f:g} is not in (0, 1]: a fraction is the share of training "
+                             "images that have clean labels (at least one image is always used)")
+    if len(set(v)) != len(v):
+        raise ValueError(f"label fractions repeat: {v}")
+    return sorted(float(f) for f in v)
+
+
+def check_seeds(v: list[int]) -> list[int]:
+    if not v:
+        raise ValueError("list at least one seed")
+    if len(set(v)) != len(v):
+        raise ValueError(f"seeds repeat: {v}")
+    return v
+
+
+def check_exists(p: Path, what: str) -> Path:
+    if not Path(p).exists():
+        hint = "" if Path(p).is_absolute() else " (relative to the current folder; pass a data root)"
+        raise ValueError(f"{what}: no such file or folder: {p}{hint}")
+    return Path(p)
+
+
+def check_unique_tests(tests: list) -> None:
+    names = [t.name.lower() for t in tests]
+    if len(set(names)) != len(names):
+        raise ValueError(f"test set names repeat: {[t.name for t in tests]}")
+
+
+def no_cell_fields(d: dict, what: str) -> dict:
+    for f in ("label_fraction", "seed"):
+        if f in d:
+            other = "label_fractions" if f == "label_fraction" else "seeds"
+            raise ValueError(f"{f} is set per cell; list the values in {what}'s {other!r} instead")
+    return d
+
+
+def sr_min_size(scale: int) -> int:
+    """Smallest HR side that keeps 11 px (SSIM's window) after cropping to a multiple of ``scale``
+    and the ``scale``-px border of the SR metrics."""
+    return 11 + 3 * scale - 1
