@@ -209,7 +209,7 @@ def main():
     import torch
 
     from rcl.checkpoint import save_checkpoint
-    from rcl.evaluation.inference import (_tiled_bytes, auto_tile, default_inference_bytes, inference_bytes,
+    from rcl.evaluation.inference import (tiled_inference_bytes, auto_tile, default_inference_bytes, inference_bytes,
                                           tile_overlap)
     from rcl.models import ModelConfig, build_model
 
@@ -232,7 +232,7 @@ def main():
         "python": platform.python_version(), "runs": args.runs,
         "budget_bytes": default_inference_bytes(), "auto_tile": tile, "overlap": tile_overlap(model),
         "estimate_whole_mib": round(inference_bytes(model, shape) / 2**20),
-        "estimate_tiled_mib": round(_tiled_bytes(model, shape, tile) / 2**20) if tile else None,
+        "estimate_tiled_mib": round(tiled_inference_bytes(model, shape, tile) / 2**20) if tile else None,
         "formats": {},
     }
     print(json.dumps({k: v for k, v in result.items() if k != "formats"}), flush=True)

@@ -34,9 +34,10 @@ def run_case(name: str, repeats: int) -> dict:
     from rcl.evaluation.inference import predict
     from rcl.losses import ResidualNTXent
     from rcl.models import ModelConfig, build_model
-    from rcl.training import FinetuneConfig, PretrainConfig
-    from rcl.training.methods import RCLPretraining, SupervisedTraining
     from rcl.data.noise import GaussianRangeNoise
+    from rcl.methods import get_method
+    from rcl.tasks import get_task
+    from rcl.training import FinetuneConfig, PretrainConfig
 
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
@@ -44,10 +45,11 @@ def run_case(name: str, repeats: int) -> dict:
     model = build_model(ModelConfig(in_channels=cin, out_channels=cin))
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     images = ImageSet([torch.rand(1, 180, 180) for _ in range(32)], [str(i) for i in range(32)])
+    task = get_task("denoise")
     if name == "pretrain_step":
-        method = RCLPretraining(images, PretrainConfig())
+        method = get_method("rcl")(images, PretrainConfig(), task=task, model=model)
     elif name == "finetune_step":
-        method = SupervisedTraining(images, GaussianRangeNoise(), FinetuneConfig())
+        method = get_method("supervised")(images, FinetuneConfig(), task=task, model=model, noise=GaussianRangeNoise())
     else:
         method = None
 
@@ -106,7 +108,10 @@ def main():
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        args.out.write_text(text)
+        # replace only this script's part (up to the next "## " section); keep the other sections
+        old = args.out.read_text() if args.out.exists() else ""
+        rest = old[old.index("\n## "):] if "\n## " in old else ""
+        args.out.write_text(text + rest)
 
 
 if __name__ == "__main__":
