@@ -282,6 +282,24 @@ OPTION_CASES = {
     "out-suffix": (["pretrain", "{good}", "-o", "{out}/m.pt"], "m.pt"),
     "overwrite-and-skip": (["restore", "{ckpt}", "{good}", "-o", "{out}", "--overwrite", "--skip-existing"],
                            "--skip-existing"),
+    # empty paths are refused, not read as "." (the empty --suffix means no suffix and stays allowed)
+    "empty-restore-checkpoint": (["restore", "", "{good}", "-o", "{out}"], "checkpoint"),
+    "empty-restore-input": (["restore", "{ckpt}", "", "-o", "{out}"], "inputs"),
+    "empty-restore-output": (["restore", "{ckpt}", "{good}", "-o", ""], "--output"),
+    "empty-denoise-output": (["denoise", "{ckpt}", "{good}", "--output="], "--output"),
+    "empty-pretrain-data": (["pretrain", "", "-o", "{out}/m.safetensors"], "data"),
+    "empty-pretrain-out": (["pretrain", "{good}", "--out", ""], "--out"),
+    "empty-pretrain-log": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--log", ""], "--log"),
+    "empty-finetune-init": (["finetune", "{good}", "-o", "{out}/m.safetensors", "--init", ""], "--init"),
+    "empty-finetune-noisy": (["finetune", "{good}", "-o", "{out}/m.safetensors", "--noisy", ""], "--noisy"),
+    "empty-finetune-log": (["finetune", "{good}", "-o", "{out}/m.safetensors", "--log="], "--log"),
+    "empty-evaluate-checkpoint": (["evaluate", "{ckpt}", "", "--data", "{good}"], "checkpoints"),
+    "empty-evaluate-data": (["evaluate", "{ckpt}", "--data", ""], "--data"),
+    "empty-evaluate-json": (["evaluate", "{ckpt}", "--data", "{good}", "--json", ""], "--json"),
+    "empty-demo-out": (["demo", "--quick", "-o", ""], "--out"),
+    "empty-benchmark-out": (["benchmark", "smoke", "-o", ""], "--out"),
+    "empty-benchmark-data-root": (["benchmark", "smoke", "-o", "{out}", "--data-root", ""], "--data-root"),
+    "empty-benchmark-config": (["benchmark", "", "-o", "{out}"], "CONFIG"),
 }
 
 
@@ -301,6 +319,34 @@ def test_bad_options(corpus, tmp_path, name):
     _assert_one_line_error(res, culprit)
     assert not out.exists()
     assert _digest(corpus["root"]) == before
+
+
+def test_every_path_parameter_refuses_the_empty_string():
+    """One definition (:func:`rcl.cli.common.nonempty_path`) serves every path argument and option."""
+    import typing
+    from pathlib import Path as P
+
+    from rcl.cli import app
+    from rcl.cli.common import nonempty_path
+
+    checked = 0
+    for info in app.registered_commands:
+        hints = typing.get_type_hints(info.callback, include_extras=True)
+        for name, hint in hints.items():
+            if typing.get_origin(hint) is not typing.Annotated:
+                continue
+            base, *extras = typing.get_args(hint)
+            if P in {base, *typing.get_args(base), *(a for b in typing.get_args(base) for a in typing.get_args(b))}:
+                assert any(getattr(e, "parser", None) is nonempty_path for e in extras), (info.name, name)
+                checked += 1
+    assert checked >= 18
+
+
+def test_empty_suffix_still_means_no_suffix(corpus, tmp_path):
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["restore", str(corpus["ckpt"]), str(corpus["good"]), "-o", str(out), "--suffix", ""])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in corpus["good"].iterdir())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -162,3 +162,58 @@ def test_python_dash_m_runs_the_cli():
     assert res.returncode == 2
     assert res.stderr.strip().startswith("error: ") and len(res.stderr.strip().splitlines()) == 1
     assert "--seed" in res.stderr
+
+
+def test_rerun_into_the_input_folder_continues_with_skip_existing(data, ckpt):
+    """`-o DATA --suffix _r` twice: the second run (with --skip-existing) takes the first run's outputs
+    for outputs, not inputs, and continues; without --skip-existing it still refuses."""
+    args = ["restore", str(ckpt), str(data), "-o", str(data), "--suffix", "_r"]
+    assert runner.invoke(app, args).exit_code == 0
+    (data / "im1_r.png").unlink()  # interrupted before the second output
+    kept = {n: _stat(data / n) for n in ("im0_r.png", "im2_r.png")}
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "would overwrite an input" in res.output
+    res = runner.invoke(app, args + ["--skip-existing"])
+    assert res.exit_code == 0, res.output
+    assert "skipped 2" in res.output and "im1_r.png" in res.output and "im0_r_r" not in res.output
+    assert {n: _stat(data / n) for n in kept} == kept
+    assert sorted(p.name for p in data.iterdir()) == ["im0.png", "im0_r.png", "im1.png", "im1_r.png", "im2.png",
+                                                      "im2_r.png"]
+    res = runner.invoke(app, args + ["--skip-existing"])  # everything done: nothing to do, no error
+    assert res.exit_code == 0 and "skipped 3" in res.output
+
+
+def _one_error_line(res):
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
+    return lines[0]
+
+
+def test_too_long_output_name_is_refused_before_any_output(data, ckpt, tmp_path, monkeypatch):
+    long_input = data / ("b" * 240 + ".png")
+    write_image(long_input, torch.rand(1, 24, 28))
+    out = tmp_path / "out"
+    # a --suffix that makes one output name too long for the file system: refused naming it, nothing written
+    line = _one_error_line(runner.invoke(app, ["restore", str(ckpt), str(data), "-o", str(out),
+                                               "--suffix", "_restored_suffix"]))
+    assert "--suffix" in line and long_input.name in line and "limit" in line
+    assert not out.exists() or not any(out.iterdir())
+    # an input whose own name is too long for the output's file system (limit lowered here): names the input
+    import rcl.cli.common as common
+
+    monkeypatch.setattr(common, "name_max", lambda folder: 100)
+    line = _one_error_line(runner.invoke(app, ["restore", str(ckpt), str(data), "-o", str(out)]))
+    assert str(long_input) in line and "rename the input" in line
+    assert not out.exists() or not any(out.iterdir())
+    monkeypatch.undo()
+    res = runner.invoke(app, ["restore", str(ckpt), str(data), "-o", str(out)])  # fits: restores all four
+    assert res.exit_code == 0, res.output
+    assert len(list(out.iterdir())) == 4
+
+
+def test_too_long_checkpoint_name_is_refused_before_training(data, tmp_path):
+    out = tmp_path / ("m" * 260 + ".safetensors")
+    line = _one_error_line(runner.invoke(app, ["pretrain", str(data), "-o", str(out)] + TINY))
+    assert "--out" in line and "limit" in line
+    assert list(tmp_path.iterdir()) == [data]

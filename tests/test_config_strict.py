@@ -308,3 +308,43 @@ def test_presets_load_as_before(root, tmp_path, name):
     assert config_dict(again) == d
     (tmp_path / "config.yaml").write_text(config_yaml(cfg))
     assert config_hash(config_dict(load_config(str(tmp_path / "config.yaml")))) == config_hash(d)
+
+
+# ---------------------------------------------------------------------------------------------
+# per-method pre-training configs (rcl.methods) and the file's encoding
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("extra, needle", [
+    ("pretrain: {baselines: {foo: 1}}", "pretrain.baselines.foo: unknown field"),  # declared by no method
+    ("pretrain: {n2v: {grid: 3}}", "pretrain.n2v.grid: unknown field"),  # n2s's field, not n2v's
+    ("pretrain: {rcl: {batch_size: 8}}", "pretrain.rcl.batch_size: unknown field"),
+    ("pretrain: {noise2magic: {lr: 0.1}}", "pretrain.noise2magic: unknown field"),  # not a registered method
+    ("pretrain: {baselines: {lr: \"1e-3\"}}", "pretrain.baselines.lr: Input should be a valid number"),
+    ("pretrain: {baselines: {lr: 0.1}, n2s: {lr: 2}}", "pretrain.n2s.lr: Input should be less than or equal"),
+    ("tasks: {deblur: {test: []}}", "tasks.deblur: unknown field"),  # not a registered task
+])
+def test_unknown_pretrain_fields_are_refused_by_name(root, tmp_path, extra, needle):
+    msg = _error(root, tmp_path, BASE + extra + "\n")
+    assert needle in msg, msg
+
+
+def test_each_method_gets_the_shared_fields_it_declares(root, tmp_path):
+    cfg = _load(root, tmp_path, BASE + "pretrain: {steps: 7, baselines: {batch_size: 4, grid: 3, batch_images: 5, "
+                "gamma: 1.5}, ne2ne: {gamma: 3}}\n")
+    p = cfg.pretrain
+    assert p.method_config("n2v").model_dump() == {"steps": 7, "batch_size": 4, "crop_size": 48, "lr": 1e-3,
+                                                   "seed": 0, "mask_ratio": 0.03}
+    assert p.method_config("n2s").grid == 3 and p.method_config("simclr").batch_images == 5
+    assert p.method_config("ne2ne").gamma == 3.0  # the method's own section wins
+    assert p.rcl_config().batch_images == 16 and p.rcl_config().steps == 7  # rcl does not read `baselines`
+    assert p.method_config("none").model_dump() == {"seed": 0}
+
+
+@pytest.mark.parametrize("head", [b"\xff\xfe\x00", b"\xff\xfen\x00a\x00m\x00e\x00", b"name: caf\xe9\n"])
+def test_a_config_that_is_not_utf8_is_one_line_naming_the_file(root, tmp_path, head):
+    f = tmp_path / "config.yaml"
+    f.write_bytes(head + BASE.encode())
+    with pytest.raises(BenchmarkConfigError) as exc:
+        load_config(str(f), root)
+    msg = str(exc.value)
+    assert msg.startswith(f"{f}: not UTF-8 text") and "\n" not in msg, msg

@@ -1,7 +1,9 @@
-"""A new method and a new task, defined here and registered, run through fit(), the protocol and
-checkpoints without any change to src/ (issue "One definition per method and per task")."""
+"""A new method and a new task, defined here and registered, run through fit(), the protocol,
+checkpoints and the benchmark (planner, runner, report) without any change to src/ (issue "One
+definition per method and per task")."""
 
 import copy
+import json
 import math
 
 import pytest
@@ -10,9 +12,11 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from rcl.benchmark import BenchmarkConfig, Plan, load_config, run_benchmark
 from rcl.checkpoint import load_checkpoint, save_checkpoint
 from rcl.configs import Seed, StrictConfig
 from rcl.data.datasets import ImageSet, add_noise_per_image, crop_batch
+from rcl.data.io import write_image
 from rcl.data.noise import GaussianNoise
 from rcl.evaluation import evaluate, psnr, ssim
 from rcl.methods import METHODS, FinetuneConfig, Method, get_method, register_method
@@ -128,6 +132,62 @@ def test_toy_method_and_task_run_through_fit(registered, tmp_path):
     loaded, meta = load_checkpoint(path)
     assert task_from_metadata(meta) == task
     assert all(torch.equal(a, b) for a, b in zip(res.model.state_dict().values(), loaded.state_dict().values()))
+
+
+def _toy_data_root(root):
+    """train/: 4 grayscale 32² images; test/: 2 of them."""
+    g = torch.Generator().manual_seed(3)
+    for k in range(4):
+        write_image(root / "train" / f"t{k}.png", torch.rand(1, 32, 32, generator=g))
+    for k in range(2):
+        write_image(root / "test" / f"v{k}.png", torch.rand(1, 32, 32, generator=g))
+    return root
+
+
+def test_toy_method_and_task_run_through_the_benchmark(registered, tmp_path):
+    """The toy method is listed like any built-in one (its config: the shared `pretrain` fields it
+    declares plus its own section), and the toy task gets a `tasks.<name>` section: both are planned,
+    trained through fit, evaluated by the protocol and reported."""
+    root = _toy_data_root(tmp_path / "data")
+    test = [{"name": "T", "path": "test", "noises": ["gaussian:25"]}]
+    raw = {"name": "toy", "data_root": str(root), "data": {"train": "train", "test": test},
+           "model": {"width": 4, "depth": 1}, "methods": ["toy-meanmatch", "none"],
+           "pretrain": {"steps": 2, "baselines": {"crop_size": 16, "batch_size": 2}, "toy-meanmatch": {"lr": 0.002}},
+           "label_fractions": [0.5, 1.0], "seeds": [0], "finetune": {"steps": 2, "batch_size": 2, "crop_size": 16},
+           "tasks": {"toy-deblur": {"test": test, "noise": "gaussian:10"}}}
+    cfg = BenchmarkConfig.model_validate(raw)
+    assert cfg.pretrain.method_config("toy-meanmatch") == MeanMatchConfig(steps=2, lr=0.002, crop_size=16)
+    plan = Plan(cfg, tmp_path / "plan")
+    keys = [c.key for c in plan.all_cells]
+    assert keys[:2] == ["pretrain toy-meanmatch", "eval toy-meanmatch (0 labels) | T gaussian:25"]  # zero_label
+    assert "toy-deblur pretrain toy-meanmatch" in keys and "eval toy-deblur reference | T gaussian:25" in keys
+    assert not any("pretrain none" in k for k in keys)  # `none` does not train
+    assert len([k for k in keys if k.startswith("toy-deblur finetune")]) == 2 * 2  # methods × fractions
+
+    out = run_benchmark(cfg, tmp_path / "run", progress=False, command="toy")
+    res = json.loads((out / "results.json").read_text())
+    assert res["cells"]["total"] == len(keys) == len(res["cells"]["computed"])
+    direct = [r for r in res["rows"] if r["kind"] == "direct"]
+    assert [r["method"] for r in direct] == ["toy-meanmatch"] and direct[0]["predictor"] == "forward"
+    toy = res["toy-deblur"]
+    assert [r["method"] for r in toy if r["kind"] == "reference"] == ["blurred input"]
+    ft = [r for r in toy if r["kind"] == "finetuned"]
+    assert {(r["method"], r["fraction"]) for r in ft} == {(m, f) for m in ("toy-meanmatch", "none") for f in (0.5, 1.0)}
+    assert all(math.isfinite(r["psnr_mean"]) and math.isfinite(r["ssim_mean"]) for r in ft)
+    md = (out / "report.md").read_text()
+    for needle in ("Tasks: denoising, deblurring (toy).", "## deblurring (toy) (task `toy-deblur`)", "blurred input",
+                   "toy-meanmatch", "none (scratch)", "50 % (2 img)", "inconclusive (not measured: needs methods rcl"):
+        assert needle in md, needle
+    assert (out / "toy-deblur_psnr_vs_fraction.png").is_file() and (out / "samples.png").is_file()
+    # the fine-tuned toy network is a checkpoint of the toy task; a rerun from the written config.yaml
+    # (with the toy method's and the toy task's sections) recomputes nothing
+    model, meta = load_checkpoint(out / "cache" / "toy-deblur" / "finetune" / "none" / "f1_s0.safetensors")
+    assert task_from_metadata(meta) == DeblurTask()
+    again = load_config(str(out / "config.yaml"))
+    assert again.tasks.registered["toy-deblur"].noise == "gaussian:10"
+    assert again.pretrain.method_section("toy-meanmatch") == {"lr": 0.002}
+    run_benchmark(again, out, progress=False)
+    assert not json.loads((out / "results.json").read_text())["cells"]["computed"]
 
 
 def test_unregistered_after_the_test():

@@ -4,15 +4,17 @@ What is measured (all through the one protocol, :func:`rcl.evaluation.protocol.e
 
 1. The training images of ``data.train`` are noised **once** with ``train_noise`` and
    ``noise_seed``: this fixed noisy collection is what every pre-training method sees.
-2. Pre-training, one network per method (``rcl`` via :class:`rcl.training.PretrainConfig`,
-   ``simclr``/``n2v``/``n2s``/``ne2ne`` via :class:`rcl.training.baselines.BaselineConfig`;
+2. Pre-training, one network per method of the :mod:`rcl.methods` registry through
+   :func:`rcl.training.fit` (each with its own config, :attr:`rcl.methods.Method.Config`, built
+   from ``pretrain``: ``steps``/``seed``, the ``baselines`` fields it declares, its own section;
    ``none`` = random initialisation).
 3. Fine-tuning from each of them on every label fraction with every seed: the labelled subset
-   of the *clean* training images with fresh synthetic noise per crop
-   (:func:`rcl.training.finetune`; ``none`` = supervised training from scratch).
-4. Evaluation of every network on every test set × noise; the self-supervised networks are also
-   evaluated directly (0 labels: ``rcl``, ``n2v``, ``ne2ne`` by a plain forward pass, ``n2s``
-   with :func:`rcl.losses.noise2self.n2s_predict`); BM3D with the known σ where asked.
+   of the *clean* training images with fresh synthetic noise per crop (``fit`` with the
+   ``supervised`` method; ``none`` = supervised training from scratch).
+4. Evaluation of every network on every test set × noise; the methods whose networks restore
+   without labels (trait ``zero_label``: ``rcl``, ``n2v``, ``ne2ne`` by a plain forward pass,
+   ``n2s`` with its own predictor, :func:`rcl.methods.n2s_predict`) are also evaluated directly;
+   BM3D with the known σ where asked.
 5. Ablations: named overrides of RCL's pre-training config, each evaluated directly and after
    fine-tuning at one label fraction with the first seed.
 
@@ -59,35 +61,37 @@ Downstream tasks (optional ``tasks`` section; every key is optional)::
 * **SR**: the denoising pre-training cells of the same ``data.train``/channels/model (shared with
   the denoising benchmark, same cache files) initialise the body of an
   :class:`rcl.models.sr.SRNet` (zero-initialised sub-pixel tail, bicubic skip), fine-tuned per
-  scale × method × fraction × seed with :func:`rcl.training.downstream.finetune_sr`; ``none`` =
-  a fresh SRNet. Rows: bicubic up-sampling of the noisy LR input (the task's reference) and the
+  scale × method × fraction × seed (``fit`` with :class:`rcl.tasks.SRTask`); ``none`` = a fresh
+  SRNet. Rows: bicubic up-sampling of the noisy LR input (the task's reference) and the
   networks; PSNR/SSIM on the Y channel (BT.601) with a ``scale``-px border, RGB PSNR for colour.
   HR test images are cropped at the bottom/right to a multiple of the scale.
 * **JDD**: the clean RGB training images are mosaicked (``pattern``), noised once
   (``noise``, ``noise_seed``) and packed to (4, H/2, W/2); each method pre-trains a UNet(4, 4) on
-  them (rcl: :class:`rcl.training.methods.RCLPretraining`; simclr/n2v/…:
-  :func:`rcl.training.baselines.run_pretraining`; none: fresh weights), then
-  :func:`rcl.training.downstream.finetune_jdd` fine-tunes a :class:`rcl.models.sr.JDDNet`
-  (Malvar skip). Rows: bilinear demosaicking of the noisy mosaic (the task's reference), Malvar
-  demosaicking, Malvar + BM3D (CBM3D on the demosaicked RGB with the σ the protocol passes: the
-  noise model's per-image σ on [0, 1], averaged over the mosaic; on ``bm3d.max_images`` images)
-  and the networks.
+  them (``fit`` with :class:`rcl.tasks.JDDTask`; none: fresh weights), then ``fit`` fine-tunes a
+  :class:`rcl.models.jdd.JDDNet` (Malvar skip). Rows: bilinear demosaicking of the noisy mosaic
+  (the task's reference), Malvar demosaicking, Malvar + BM3D (CBM3D on the demosaicked RGB with
+  the σ the protocol passes: the noise model's per-image σ on [0, 1], averaged over the mosaic; on
+  ``bm3d.max_images`` images) and the networks.
+* **Any other registered task** (:mod:`rcl.tasks`) under its name, e.g. ``tasks: {my-task: {test:
+  [...]}}`` (:class:`~.sections.RegisteredTaskSection`: ``params`` of its constructor, ``train``,
+  ``noise``, ``noise_seed`` and the fields shared with SR): benchmarked like JDD, through the
+  task object alone (its pre-training data, network, degradation, reference row and metrics).
 
 Their cells are hashed, cached and resumed exactly like the denoising cells (under
-``cache/sr/`` and ``cache/jdd/``); the report gets a section per task with tables and the
-figures ``sr_psnr_vs_fraction.png``, ``sr_samples_x<scale>.png``, ``jdd_psnr_vs_fraction.png``
-and ``jdd_samples.png``.
+``cache/sr/``, ``cache/jdd/`` and ``cache/<name>/``); the report gets a section per task with
+tables and the figures ``sr_psnr_vs_fraction.png``, ``sr_samples_x<scale>.png``,
+``jdd_psnr_vs_fraction.png``, ``jdd_samples.png`` (another task: ``<name>_psnr_vs_fraction.png``).
 
 Outputs: ``report.md``, ``results.json``, ``psnr_vs_fraction.png``, ``samples.png`` (denoising),
 the task figures, ``config.yaml``, ``benchmark.log`` and ``cache/``.
 
 Package layout (one concern per module; each imports only modules listed above it)::
 
-    validation.py   error messages with full field paths; field checks; the method names
+    validation.py   error messages with full field paths; field checks; the methods (registry, roles)
     sections.py     the config sections (data, test sets, BM3D, ablations, pretrain, tasks.sr/jdd)
     config.py       BenchmarkConfig, the presets, load_config, config_dict/config_yaml
     cells.py        ModelCell/EvalCell, config_hash, cache status, file identities, atomic JSON
-    taskspec.py     TaskSpec: every difference between denoising, SR and JDD (the only place)
+    taskspec.py     TaskSpec: the config of each task around its rcl.tasks object (the only place)
     inputs.py       training/test images (loaded once), centre crops, noisy test images, file ids
     plan.py         Plan: every cell (key, cache path, hash) in run order
     runner.py       Runner: training and evaluation of the missing cells; the read API
@@ -111,17 +115,18 @@ from .published import published_numbers
 from .report import log_history
 from .run import MARKER, run_benchmark
 from .runner import Runner
-from .sections import (AblationConfig, BM3DConfig, DataConfig, JDDSection, PretrainSection, Selection, SRSection,
-                       TasksSection, TestSetConfig)
+from .sections import (AblationConfig, BM3DConfig, DataConfig, JDDSection, PretrainSection, RegisteredTaskSection,
+                       Selection, SRSection, TasksSection, TestSetConfig)
 from .stats import Stat, aggregate, compare, verdict
-from .taskspec import DenoiseSpec, JDDSpec, SRSpec, TaskSpec, task_spec
-from .validation import BASELINES, DIRECT_METHODS, METHODS, SELF_SUPERVISED_BASELINES, BenchmarkConfigError
+from .taskspec import DenoiseSpec, JDDSpec, SectionSpec, SRSpec, TaskSpec, downstream_specs, task_spec
+from .validation import METHODS, BenchmarkConfigError, pretraining_methods, role_method, role_methods
 
 __all__ = [
-    "AblationConfig", "BASELINES", "BM3DConfig", "BenchmarkConfig", "BenchmarkConfigError", "CELL_FORMAT",
-    "DIRECT_METHODS", "DataConfig", "DenoiseSpec", "EVAL_SEED", "EvalCell", "JDDSection", "JDDSpec", "MARKER",
-    "METHODS", "ModelCell", "PRESETS", "Plan", "PretrainSection", "Runner", "SELF_SUPERVISED_BASELINES", "SRSection",
-    "SRSpec", "Selection", "Stat", "TaskSpec", "TasksSection", "TestSetConfig", "aggregate", "compare",
-    "config_dict", "config_hash", "config_yaml", "file_ids", "judge_claims", "load_config", "log_history",
-    "preset_path", "published_numbers", "run_benchmark", "task_spec", "verdict",
+    "AblationConfig", "BM3DConfig", "BenchmarkConfig", "BenchmarkConfigError", "CELL_FORMAT", "DataConfig",
+    "DenoiseSpec", "EVAL_SEED", "EvalCell", "JDDSection", "JDDSpec", "MARKER", "METHODS", "ModelCell", "PRESETS",
+    "Plan", "PretrainSection", "RegisteredTaskSection", "Runner", "SRSection", "SRSpec", "SectionSpec", "Selection",
+    "Stat", "TaskSpec", "TasksSection", "TestSetConfig", "aggregate", "compare", "config_dict", "config_hash",
+    "config_yaml", "downstream_specs", "file_ids", "judge_claims", "load_config", "log_history", "preset_path",
+    "pretraining_methods", "published_numbers", "role_method", "role_methods", "run_benchmark", "task_spec",
+    "verdict",
 ]

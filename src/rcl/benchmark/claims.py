@@ -1,5 +1,8 @@
 """The four claims of the paper, judged from the benchmark's denoising statistics by explicit
-rules (win/loss beyond the larger seed std), and their section of the report."""
+rules (win/loss beyond the larger seed std), and their section of the report.
+
+The methods a claim compares are found by their :attr:`rcl.methods.Method.claim_role`: "ours"
+(rcl), "scratch" (none), "self-supervised" (n2v, n2s, ne2ne) and "contrastive" (simclr)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import math
 
 from .config import BenchmarkConfig
 from .stats import combine, compare, noise_label, verdict
-from .validation import SELF_SUPERVISED_BASELINES
+from .validation import role_method, role_methods
 
 
 def judge_claims(cfg: BenchmarkConfig, stats: dict) -> list[dict]:
@@ -18,6 +21,8 @@ def judge_claims(cfg: BenchmarkConfig, stats: dict) -> list[dict]:
     small = [f for f in fr if f < 1] or fr
     fmin, fmax = min(fr), max(fr)
     methods = set(cfg.methods)
+    ours, scratch, contrastive = role_method("ours"), role_method("scratch"), role_method("contrastive")
+    self_supervised = role_methods("self-supervised")
 
     def st(m, f, t, n):
         return stats.get(("ft", m, f, t, n))
@@ -33,15 +38,15 @@ def judge_claims(cfg: BenchmarkConfig, stats: dict) -> list[dict]:
 
     result = []
     # (1) RCL vs scratch
-    miss = None if {"rcl", "none"} <= methods else "needs methods rcl and none"
-    comps = comparisons("rcl", "none", small) if not miss else []
+    miss = None if {ours, scratch} <= methods else f"needs methods {ours} and {scratch}"
+    comps = comparisons(ours, scratch, small) if not miss else []
     part_a = verdict([c["outcome"] for c in comps], miss)
     part_b, detail_b = "inconclusive (needs two label fractions)", ""
     if not miss and fmin < fmax:
         gs, gl, spreads = [], [], []
         for t, n in pairs:
-            a_s, b_s = st("rcl", fmin, t, n), st("none", fmin, t, n)
-            a_l, b_l = st("rcl", fmax, t, n), st("none", fmax, t, n)
+            a_s, b_s = st(ours, fmin, t, n), st(scratch, fmin, t, n)
+            a_l, b_l = st(ours, fmax, t, n), st(scratch, fmax, t, n)
             gs.append(a_s.psnr - b_s.psnr)
             gl.append(a_l.psnr - b_l.psnr)
             spreads.append(max(a_s.psnr_std, b_s.psnr_std, a_l.psnr_std, b_l.psnr_std))
@@ -68,29 +73,29 @@ def judge_claims(cfg: BenchmarkConfig, stats: dict) -> list[dict]:
                    "verdict": overall, "parts": {"a": part_a, "b": part_b}, "detail": detail_b, "comparisons": comps})
     # (2) few labels vs full supervision
     miss = None
-    if not {"rcl", "none"} <= methods:
-        miss = "needs methods rcl and none"
+    if not {ours, scratch} <= methods:
+        miss = f"needs methods {ours} and {scratch}"
     elif 1.0 not in fr or fmin >= 1.0:
         miss = "needs label fraction 1.0 and a smaller one"
     comps2, outs = [], []
     if not miss:
         tol = cfg.competitive_db
         for t, n in pairs:
-            a, b = st("rcl", fmin, t, n), st("none", 1.0, t, n)
+            a, b = st(ours, fmin, t, n), st(scratch, 1.0, t, n)
             c = compare(a, b)
             gap, spread = c["delta_db"], c["spread_db"]
             if not math.isfinite(spread):
                 o = "tie (one seed)"
             else:
                 o = "win" if gap + tol > spread else ("loss" if gap + tol < -spread else "tie")
-            comps2.append({"a": f"rcl@{fmin:g}", "b": "none@1", "test": t, "noise": n, "fraction": fmin,
+            comps2.append({"a": f"{ours}@{fmin:g}", "b": f"{scratch}@1", "test": t, "noise": n, "fraction": fmin,
                            "delta_db": gap, "spread_db": spread, "outcome": o})
             outs.append(o)
     note2 = None
     if not miss:
         # how much labels help scratch at this budget: if little, "full supervision" is step-limited
-        gains = [st("none", 1.0, t, n).psnr - st("none", fmin, t, n).psnr for t, n in pairs
-                 if st("none", 1.0, t, n) is not None and st("none", fmin, t, n) is not None]
+        gains = [st(scratch, 1.0, t, n).psnr - st(scratch, fmin, t, n).psnr for t, n in pairs
+                 if st(scratch, 1.0, t, n) is not None and st(scratch, fmin, t, n) is not None]
         gains = [g for g in gains if math.isfinite(g)]
         if gains:
             note2 = (f"Context: scratch (none) gains {sum(gains) / len(gains):+.2f} dB on average from {fmin:g} to "
@@ -104,11 +109,11 @@ def judge_claims(cfg: BenchmarkConfig, stats: dict) -> list[dict]:
                             "hold if it is below minus that spread for one; otherwise inconclusive."),
                    "verdict": verdict(outs, miss), "comparisons": comps2})
     # (3) RCL vs the self-supervised baselines after fine-tuning
-    base = [m for m in SELF_SUPERVISED_BASELINES if m in methods]
-    miss = None if "rcl" in methods and base else "needs rcl and at least one of n2v, n2s, ne2ne"
+    base = [m for m in self_supervised if m in methods]
+    miss = None if ours in methods and base else f"needs {ours} and at least one of {', '.join(self_supervised)}"
     per, comps3 = {}, []
     for b in base if not miss else []:
-        cs = comparisons("rcl", b, small)
+        cs = comparisons(ours, b, small)
         comps3 += cs
         per[b] = verdict([c["outcome"] for c in cs])
     v3 = combine(list(per.values())) if per else verdict([], miss)
@@ -118,10 +123,10 @@ def judge_claims(cfg: BenchmarkConfig, stats: dict) -> list[dict]:
                             "holds if it holds against every baseline run; does not hold if it does not hold against "
                             "one; otherwise inconclusive."),
                    "verdict": v3, "parts": per, "comparisons": comps3,
-                   "not_run": [m for m in SELF_SUPERVISED_BASELINES if m not in methods]})
+                   "not_run": [m for m in self_supervised if m not in methods]})
     # (4) RCL vs SimCLR
-    miss = None if {"rcl", "simclr"} <= methods else "needs methods rcl and simclr"
-    comps4 = comparisons("rcl", "simclr", small) if not miss else []
+    miss = None if {ours, contrastive} <= methods else f"needs methods {ours} and {contrastive}"
+    comps4 = comparisons(ours, contrastive, small) if not miss else []
     result.append({"id": 4, "claim": "RCL pre-training beats SimCLR pre-training (after fine-tuning).",
                    "rule": "the rule of claim 1(a) with simclr in place of none (fractions < 100 %).",
                    "verdict": verdict([c["outcome"] for c in comps4], miss), "comparisons": comps4})

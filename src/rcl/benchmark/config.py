@@ -18,7 +18,7 @@ from ..training.config import FinetuneConfig
 from .sections import (AblationConfig, BM3DConfig, DataConfig, PretrainSection, Selection, TaskSection,
                        TasksSection, TestSetConfig)
 from .validation import (METHODS, BenchmarkConfigError, build, check_fractions, check_methods, check_name,
-                         check_noise, check_seeds, deep_merge, format_errors, sr_min_size)
+                         check_noise, check_seeds, deep_merge, format_errors)
 
 PRESETS = ("smoke", "default", "colour", "smoke-tasks", "sr-gray", "sr-colour", "jdd")
 
@@ -91,7 +91,7 @@ class BenchmarkConfig(StrictConfig):
             sections = [data] if isinstance(data, dict) else []
             tasks = raw.get("tasks")
             if isinstance(tasks, dict):
-                sections += [tasks[k] for k in ("sr", "jdd") if isinstance(tasks.get(k), dict)]
+                sections += [sec for sec in tasks.values() if isinstance(sec, dict)]  # sr, jdd, registered
             for sec in sections:
                 fix(sec, "train")
                 tests = sec.get("test")
@@ -174,7 +174,7 @@ class BenchmarkConfig(StrictConfig):
 
     def _check_tasks(self) -> None:
         tk = self.tasks
-        if not (tk.denoise or tk.sr or tk.jdd):
+        if not (tk.denoise or tk.sr or tk.jdd or tk.registered):
             raise ValueError("tasks: nothing to run; keep tasks.denoise: true or add a tasks.sr / tasks.jdd section")
         if tk.denoise and not self.data.test:
             raise ValueError("data.test: list at least one test set (or set tasks.denoise: false for an SR/JDD-only "
@@ -189,11 +189,13 @@ class BenchmarkConfig(StrictConfig):
         if (tk.sr or tk.jdd) and self.model.arch != "unet":
             raise ValueError(f"model: SR and JDD networks build on a U-Net body; got arch {self.model.arch!r}")
         if tk.sr is not None:
+            from ..tasks import SRTask
+
             sr = tk.sr
             ch = self.data.channels
             fcfg = self.task_finetune(sr, "tasks.sr.finetune")
             for sc in sr.scales:
-                if fcfg.crop_size % sc:
+                if fcfg.crop_size % SRTask(sc).input_multiple:
                     raise ValueError(f"tasks.sr.finetune: crop_size {fcfg.crop_size} (the HR crop) must be a "
                                      f"multiple of every scale; {sc} does not divide it")
             for t in sr.test:
@@ -202,17 +204,19 @@ class BenchmarkConfig(StrictConfig):
                 elif t.channels != ch:
                     raise ValueError(f"tasks.sr.test {t.name}: channels {t.channels} differ from data.channels {ch} "
                                      "(SR fine-tunes the denoising pre-training of data.train)")
-                need = sr_min_size(max(sr.scales))
+                need = SRTask(max(sr.scales)).min_test_size()[0]
                 if t.crop is not None and t.crop < need:
                     raise ValueError(f"tasks.sr.test {t.name}: crop {t.crop} is too small; SSIM needs 11 px left "
                                      f"after the {max(sr.scales)}-px border at scale {max(sr.scales)}: use crop >= {need}")
         if tk.jdd is not None:
+            from ..tasks import JDDTask
+
             jdd = tk.jdd
             if jdd.train is None and self.data.channels != 3:
                 raise ValueError("tasks.jdd.train: JDD needs clean RGB training images; give tasks.jdd.train "
                                  "(data.train is read as grayscale, data.channels is 1)")
             fcfg = self.task_finetune(jdd, "tasks.jdd.finetune")
-            if fcfg.crop_size % 2:
+            if fcfg.crop_size % JDDTask(jdd.pattern).input_multiple:
                 raise ValueError(f"tasks.jdd.finetune: crop_size {fcfg.crop_size} must be even (whole 2×2 Bayer tiles)")
             if self.tile is not None and self.tile % 2:
                 raise ValueError(f"tile {self.tile} must be even with tasks.jdd (tiles keep the Bayer phase)")
@@ -223,8 +227,37 @@ class BenchmarkConfig(StrictConfig):
                     t.channels = 3
                 elif t.channels != 3:
                     raise ValueError(f"tasks.jdd.test {t.name}: JDD tests on RGB images (channels 3), got {t.channels}")
-                if t.crop is not None and t.crop < 12:
+                if t.crop is not None and t.crop < JDDTask(jdd.pattern).min_test_size()[0]:
                     raise ValueError(f"tasks.jdd.test {t.name}: crop {t.crop} is too small (SSIM needs 11 px)")
+        for name, sec in tk.registered.items():
+            self._check_registered(name, sec)
+
+    def _check_registered(self, name: str, sec) -> None:
+        """A registered task's section against its task object (constructor params, crop multiple,
+        test channels and minimum size, network body)."""
+        from ..tasks import get_task
+
+        try:
+            task = get_task(name, **sec.params)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"tasks.{name}.params: {exc}") from None
+        try:
+            task.check_body(self.model)
+        except ValueError as exc:
+            raise ValueError(f"tasks.{name}: {exc}") from None
+        crop = self.task_finetune(sec, f"tasks.{name}.finetune").crop_size
+        if crop % task.input_multiple:
+            raise ValueError(f"tasks.{name}.finetune: crop_size {crop} must be a multiple of {task.input_multiple} "
+                             f"({task.describe()})")
+        need = task.min_test_size()[0]
+        for t in sec.test:
+            if t.channels is None:
+                t.channels = self.data.channels
+            elif t.channels != self.data.channels:
+                raise ValueError(f"tasks.{name}.test {t.name}: channels {t.channels} differ from data.channels "
+                                 f"{self.data.channels}")
+            if t.crop is not None and t.crop < need:
+                raise ValueError(f"tasks.{name}.test {t.name}: crop {t.crop} is too small; use crop >= {need}")
 
     # -- task helpers ------------------------------------------------------------------------
 
@@ -317,13 +350,19 @@ def load_config(path_or_preset: str, data_root: Path | None = None, overrides: d
 
     Raises:
         FileNotFoundError: neither a file nor a preset of that name.
-        BenchmarkConfigError: invalid YAML (``<file>: duplicate key 'steps' at line 12 in pretrain
-            (first at line 10)``) or config; the message names the field and the file.
+        BenchmarkConfigError: a file that is not UTF-8 text, invalid YAML (``<file>: duplicate key
+            'steps' at line 12 in pretrain (first at line 10)``) or config; the message names the
+            field and the file.
     """
     p = Path(path_or_preset).expanduser()
     base_dir: Path | None
     if p.is_file():
-        text, source, base_dir = p.read_text(), str(p), p.resolve().parent
+        source, base_dir = str(p), p.resolve().parent
+        try:
+            text = p.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BenchmarkConfigError(f"{source}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                                       f"{exc.start}); save the config as UTF-8") from None
     else:
         name = str(path_or_preset)
         name = name[:-5] if name.endswith(".yaml") else name

@@ -1,6 +1,7 @@
 """The run's figures: PSNR vs label fraction per test set/noise(/scale), and sample restorations
 (denoising: ``psnr_vs_fraction.png``, ``samples.png``; SR: ``sr_psnr_vs_fraction.png``,
-``sr_samples_x<scale>.png``; JDD: ``jdd_psnr_vs_fraction.png``, ``jdd_samples.png``).
+``sr_samples_x<scale>.png``; JDD: ``jdd_psnr_vs_fraction.png``, ``jdd_samples.png``; another
+registered task: ``<name>_psnr_vs_fraction.png``).
 
 Reads the run only through the runner's read API (:mod:`.runner`) and :mod:`.stats`."""
 
@@ -11,7 +12,10 @@ from typing import TYPE_CHECKING
 
 from .cells import EVAL_SEED
 from .inputs import centre_crop
+from .plan import PLAIN
 from .stats import aggregate, noise_label, noisy_rows
+from .taskspec import SectionSpec
+from .validation import role_method
 
 if TYPE_CHECKING:
     from .runner import Runner
@@ -25,6 +29,8 @@ def figures(runner: "Runner", work: Path) -> None:
         _sr_figures(runner, work)
     if runner.cfg.tasks.jdd is not None:
         _jdd_figures(runner, work)
+    for name in runner.cfg.tasks.registered:
+        _task_figure(runner, work, runner.spec(name))
 
 
 def _series(stats: dict, methods: list[str], fracs: list[float], key: tuple) -> dict:
@@ -43,6 +49,7 @@ def _denoise_figures(runner: "Runner", work: Path) -> None:
 
     cfg, spec = runner.cfg, runner.spec("denoise")
     stats, _ = aggregate(runner, "denoise")
+    ours = role_method("ours")
     noisy = noisy_rows(runner)
     panels = []
     for t, n in cfg.expand(None):
@@ -50,9 +57,9 @@ def _denoise_figures(runner: "Runner", work: Path) -> None:
         b = stats.get(("bm3d", t, n))
         if b is not None and b.n_images == noisy[(t, n)][2]:
             hl["BM3D"] = b.psnr
-        d = stats.get(("direct", "rcl", t, n))
+        d = stats.get(("direct", ours, t, n))
         if d is not None:
-            hl["rcl, 0 labels"] = d.psnr
+            hl[f"{ours}, 0 labels"] = d.psnr
         panels.append((f"{t} {noise_label(n)}", _series(stats, cfg.methods, cfg.label_fractions, (t, n)), hl))
     plot_metric_vs_fraction(panels, work / "psnr_vs_fraction.png")
 
@@ -65,12 +72,12 @@ def _denoise_figures(runner: "Runner", work: Path) -> None:
     dens = {}
     if cfg.bm3d.enabled:
         dens["BM3D (σ known)"] = spec.classical_restorer("bm3d")
-    if "rcl" in runner.plan.pretrained:
-        dens["rcl, 0 labels"] = runner.restorer("plain", runner.plan.pretrained["rcl"], spec)
+    if ours in runner.plan.pretrained:
+        dens[f"{ours}, 0 labels"] = runner.restorer(PLAIN, runner.plan.pretrained[ours], spec)
     for m in cfg.methods:
-        dens[f"{m} + {fmin * 100:g} %"] = runner.restorer("plain", runner.plan.finetuned(spec, m, fmin, s0), spec)
+        dens[f"{m} + {fmin * 100:g} %"] = runner.restorer(PLAIN, runner.plan.finetuned(spec, m, fmin, s0), spec)
     res, outs = evaluate(dens, clean, parse_noise_spec(noise), seed=EVAL_SEED, noisy=noisy_img, sigmas=sig_all[:1],
-                         keep_outputs=True)
+                         keep_outputs=True, task=spec.task)
     first = next(iter(res.values())).scores[0]
     cols = [(f"noisy\n{first.psnr_noisy:.2f} dB", noisy_img.images)]
     cols += [(f"{k}\n{res[k].scores[0].psnr:.2f} dB", v) for k, v in outs.items()]
@@ -84,7 +91,7 @@ def _sr_figures(runner: "Runner", work: Path) -> None:
     from ..reporting import plot_metric_vs_fraction, plot_restorations
 
     sr = runner.cfg.tasks.sr
-    spec = runner.spec("sr")
+    spec = runner.spec("sr", sr.scales[0])  # the section's lists (methods, fractions, seeds) are per task
     stats, _ = aggregate(runner, "sr")
     fr, methods, seeds = spec.fractions, spec.methods, spec.seeds
     panels = []
@@ -103,11 +110,10 @@ def _sr_figures(runner: "Runner", work: Path) -> None:
     for sc in sr.scales:
         spec = runner.spec("sr", sc)
         clean = runner.inputs.test_images(t0, spec.test_limit(t0), spec).subset([0])
-        dens = {"bicubic (noisy LR)": spec.classical_restorer("bicubic")}
+        dens = {spec.task.reference_name: spec.classical_restorer(spec.task.reference_id)}
         for m in methods:
-            dens[f"{m} + {fmin * 100:g} %"] = runner.restorer("plain", runner.plan.finetuned(spec, m, fmin, s0), spec)
-        res, outs = evaluate(dens, clean, parse_noise_spec(noise), seed=EVAL_SEED, keep_outputs=True,
-                             task=spec.protocol_task())
+            dens[f"{m} + {fmin * 100:g} %"] = runner.restorer(PLAIN, runner.plan.finetuned(spec, m, fmin, s0), spec)
+        res, outs = evaluate(dens, clean, parse_noise_spec(noise), seed=EVAL_SEED, keep_outputs=True, task=spec.task)
         cols = [(f"{k}\n{res[k].scores[0].psnr:.2f} dB (Y)", v) for k, v in outs.items()] + [("clean HR", clean.images)]
         plot_restorations(cols, [f"{clean.names[0]} ({t0.name}) ×{sc} {noise_label(noise)}"],
                           work / f"sr_samples_x{sc}.png", crop=160)
@@ -142,18 +148,33 @@ def _jdd_figures(runner: "Runner", work: Path) -> None:
     full = runner.inputs.test_images(t0, spec.test_limit(t0), spec)
     im = centre_crop(full.images[0], 256, align=2)
     clean = ImageSet([im], [full.names[0]])
-    task = spec.protocol_task()
-    noisy, _, _ = task.prepare(clean, noise, EVAL_SEED)
-    dens = {"bilinear": spec.classical_restorer("bilinear")}
+    task = spec.task
+    noisy, _, _ = task.degrade(clean, noise, EVAL_SEED)
+    dens = {"bilinear": spec.classical_restorer(task.reference_id)}
     if j.malvar:
         dens["Malvar"] = spec.classical_restorer("malvar")
     if j.bm3d.enabled:
         dens["Malvar + BM3D"] = spec.classical_restorer("malvar+bm3d")
     for m in methods:
-        dens[f"{m} + {fmin * 100:g} %"] = runner.restorer("plain", runner.plan.finetuned(spec, m, fmin, s0), spec)
+        dens[f"{m} + {fmin * 100:g} %"] = runner.restorer(PLAIN, runner.plan.finetuned(spec, m, fmin, s0), spec)
     res, outs = evaluate(dens, clean, noise, seed=EVAL_SEED, keep_outputs=True, task=task)
     cols = [("noisy mosaic", noisy.images)]
     cols += [(f"{k}\n{res[k].scores[0].psnr:.2f} dB", v) for k, v in outs.items()] + [("clean", clean.images)]
     ch, cw = im.shape[-2:]
     plot_restorations(cols, [f"{clean.names[0]} ({t0.name}) {t0.noises[0]}, centre {cw}×{ch}"],
                       work / "jdd_samples.png", crop=160)
+
+
+def _task_figure(runner: "Runner", work: Path, spec: SectionSpec) -> None:
+    """PSNR vs label fraction of another registered task, its reference row highlighted."""
+    from ..reporting import plot_metric_vs_fraction
+
+    stats, _ = aggregate(runner, spec.name)
+    panels = []
+    for t in spec.tests:
+        for n in t.noises:
+            key = spec.stat_key(t.name, n)
+            ref = stats.get(("ref",) + key)
+            panels.append((f"{t.name} {noise_label(n)}", _series(stats, spec.methods, spec.fractions, key),
+                           {spec.task.reference_name: ref.psnr} if ref else {}))
+    plot_metric_vs_fraction(panels, work / f"{spec.name}_psnr_vs_fraction.png")

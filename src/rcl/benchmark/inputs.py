@@ -81,7 +81,7 @@ class Inputs:
     def test_images(self, t: TestSetConfig, limit: int | None, spec: TaskSpec):
         """Clean test images: centre crop (``crop``), then a bottom/right crop to a multiple of the
         task's ``multiple`` (the SR scale, or 2 for Bayer tiles), silently (noted in the report)."""
-        key = (str(t.path), t.channels, t.crop, limit, spec.multiple)
+        key = (str(t.path), t.channels, t.crop, limit, spec.multiple, spec.test_min_size[0])
         if key not in self._tests:
             from ..data.datasets import ImageSet, load_image_set
             from ..data.degradations import crop_to_multiple
@@ -97,12 +97,13 @@ class Inputs:
         return self._tests[key]
 
     def noisy_test(self, t: TestSetConfig, noise: str, limit: int | None, spec: TaskSpec) -> tuple:
-        """(clean, noisy, σ (N,)): the protocol's fixed-seed noisy test images (additive noise)."""
-        key = (str(t.path), t.channels, t.crop, limit, spec.multiple, noise)
+        """(targets, inputs, σ (N,)): the protocol's fixed-seed degraded test images, made once by the
+        task's :meth:`rcl.tasks.Task.degrade` (denoising: the noisy images)."""
+        key = (spec.name, str(t.path), t.channels, t.crop, limit, spec.multiple, noise)
         if key not in self._noisy:
             from ..data.noise import parse_noise_spec
-            from ..evaluation.protocol import make_noisy_test_set
 
-            clean = self.test_images(t, limit, spec)
-            self._noisy[key] = (clean,) + make_noisy_test_set(clean, parse_noise_spec(noise), EVAL_SEED)
+            inputs, targets, sigmas = spec.task.degrade(self.test_images(t, limit, spec), parse_noise_spec(noise),
+                                                        EVAL_SEED)
+            self._noisy[key] = (targets, inputs, sigmas)
         return self._noisy[key]

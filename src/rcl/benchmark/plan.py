@@ -9,9 +9,13 @@ Order (part of the behaviour: the report and ``results.json`` list cells in it):
 4. SR, per scale: fine-tuning (method × fraction × seed) with its evaluations, then the
    reference (bicubic) rows;
 5. JDD: pre-training on packed mosaics, fine-tuning, then the classical rows;
-6. the denoising BM3D rows.
+6. every other registered task with a ``tasks.<name>`` section, like JDD;
+7. the denoising BM3D rows.
 
-Everything that differs between the tasks comes from their :class:`~.taskspec.TaskSpec`.
+Everything that differs between the tasks comes from their :class:`~.taskspec.TaskSpec` (and so
+from the task objects of :mod:`rcl.tasks`); what differs between the methods from the traits of
+:mod:`rcl.methods` (``trains``: a pre-training cell; ``zero_label``: evaluated with 0 labels;
+:meth:`~rcl.methods.Method.predictor_id`: restores with its own predictor).
 """
 
 from __future__ import annotations
@@ -19,12 +23,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..methods import get_method
 from .cells import EVAL_SEED, EvalCell, ModelCell, config_hash, frac_tag, slug
 from .config import BenchmarkConfig
 from .inputs import Inputs
 from .sections import TestSetConfig
-from .taskspec import DenoiseSpec, JDDSpec, SRSpec, TaskSpec
-from .validation import DIRECT_METHODS
+from .taskspec import DenoiseSpec, TaskSpec, downstream_specs
+from .validation import role_method
+
+PLAIN = "plain"  # the predictor of a network evaluated by a plain forward pass
 
 
 class Plan:
@@ -32,10 +39,10 @@ class Plan:
 
     Attributes:
         model_cells: training cells in run order, each with its evaluations (``evals``).
-        ref_cells: the network-free rows of SR/JDD (bicubic, bilinear, Malvar, Malvar + BM3D).
+        ref_cells: the network-free rows of the other tasks (bicubic, bilinear, Malvar, Malvar + BM3D, …).
         bm3d_cells: the denoising BM3D rows.
         pretrained: method → pre-training cell on ``data.train`` (denoising and SR).
-        jdd_pretrained: method → JDD pre-training cell.
+        task_pretrained: task name → method → pre-training cell of a task with its own (JDD, …).
     """
 
     def __init__(self, cfg: BenchmarkConfig, cache: Path, inputs: Inputs | None = None):
@@ -45,25 +52,25 @@ class Plan:
         self.ref_cells: list[EvalCell] = []
         self.bm3d_cells: list[EvalCell] = []
         self.pretrained: dict[str, ModelCell] = {}
-        self.jdd_pretrained: dict[str, ModelCell] = {}
+        self.task_pretrained: dict[str, dict[str, ModelCell]] = {}
         self._n_train: dict[str, int] = {}
         self._train_ids: dict[str, dict] = {}
         self._finetuned: dict[tuple, ModelCell] = {}
 
         den = DenoiseSpec(cfg)
-        self._identify(den)
-        if cfg.tasks.jdd is not None:
-            self._identify(JDDSpec(cfg))
-        self._plan_denoise(den)
-        if cfg.tasks.sr is not None:
-            for sc in cfg.tasks.sr.scales:
-                self._plan_downstream(SRSpec(cfg, sc), self.pretrained)
-        if cfg.tasks.jdd is not None:
-            jdd = JDDSpec(cfg)
-            for m in jdd.methods:
-                if m != "none":
-                    self.jdd_pretrained[m] = self._pretrain(jdd, m)
-            self._plan_downstream(jdd, self.jdd_pretrained)
+        others = downstream_specs(cfg)
+        for spec in [den] + others:
+            if spec.train_key not in self._n_train:
+                self._identify(spec)
+        self._plan_denoise(den, [s for s in others if not s.own_pretraining])
+        for spec in others:
+            pretrained = self.pretrained
+            if spec.own_pretraining:
+                pretrained = self.task_pretrained.setdefault(spec.name, {})
+                for m in spec.methods:
+                    if get_method(m).trains:
+                        pretrained[m] = self._pretrain(spec, m)
+            self._plan_downstream(spec, pretrained)
         if cfg.tasks.denoise and cfg.bm3d.enabled:
             for t, n in cfg.expand(cfg.bm3d.where):
                 self.bm3d_cells.append(self.eval_cell(den, "BM3D (σ known)", "bm3d", ("bm3d",), cfg.test_set(t), n,
@@ -97,7 +104,7 @@ class Plan:
 
     def pretrain_cell(self, spec: TaskSpec, key: str, path: Path, method: str, pcfg: dict) -> ModelCell:
         """A pre-training cell of ``method`` with the config ``pcfg`` on the task's collection."""
-        model_cfg = spec.model_cfg
+        model_cfg = spec.pretrain_model_cfg()
         h = config_hash({"kind": "pretrain", "method": method, "model": model_cfg.model_dump(),
                          "train": self._train_ids[spec.train_key], "cfg": pcfg, **spec.pretrain_hash_fields()})
         return ModelCell(key, path, h, "pretrain", method, meta={"training": pcfg, **spec.pretrain_meta()},
@@ -122,11 +129,12 @@ class Plan:
         limit = spec.test_limit(t, max_images)
         src: Any = model.hash if model is not None else spec.classical_source(predictor)
         pred = predictor
-        if predictor == "n2s":
-            pred = f"n2s_predict(grid={self.cfg.pretrain.baseline_config('n2s').grid})"
+        if model is not None and predictor != PLAIN:  # a method's own predictor (n2s: n2s_predict)
+            cls = get_method(predictor)
+            pred = cls.predictor_id(cls.Config(**model.training))
         h = config_hash({"kind": "eval", **spec.eval_hash_fields(), "model": src, "predictor": pred,
                          "test": self.inputs.test_id(t, limit, spec), "noise": noise, "seed": EVAL_SEED,
-                         "tile": self.cfg.tile if predictor == "plain" else None})
+                         "tile": self.cfg.tile if predictor == PLAIN else None})
         path = spec.eval_dir(self.cache, rel) / slug(t.name) / f"{slug(noise)}.json"
         return EvalCell(f"eval {spec.key_prefix}{label} | {t.name} {noise}", path, h, row, t.name, noise, predictor,
                         model, limit, task=spec.name, scale=spec.scale, test_cfg=t)
@@ -149,26 +157,29 @@ class Plan:
                                               spec.model_dir(self.cache) / "finetune" / m / f"{tag}.safetensors", m,
                                               pretrained.get(m), f, s)
                     cell.evals = [self.eval_cell(spec, f"{m} f={f:g} seed={s}", f"finetune/{m}/{tag}",
-                                                 ("ft", m, f, s), t, n, "plain", cell) for t, n in tests]
+                                                 ("ft", m, f, s), t, n, PLAIN, cell) for t, n in tests]
                     self.model_cells.append(cell)
                     self._finetuned[(spec.name, spec.scale, m, f, s)] = cell
 
     # -- per task ---------------------------------------------------------------------------
 
-    def _plan_denoise(self, den: DenoiseSpec) -> None:
+    def _plan_denoise(self, den: DenoiseSpec, sharing: list[TaskSpec]) -> None:
+        """The denoising cells; ``sharing``: the tasks whose networks start from its pre-training (SR)."""
         cfg = self.cfg
         on = cfg.tasks.denoise
         pairs = [(cfg.test_set(t), n) for t, n in cfg.expand(None)] if on else []
         # one pre-training cell per method, shared by denoising and SR (same cache file and hash)
         wanted = list(cfg.methods) if on else []
-        if cfg.tasks.sr is not None:
-            wanted += [m for m in SRSpec(cfg).methods if m not in wanted]
+        for spec in sharing:
+            wanted += [m for m in spec.methods if m not in wanted]
         for m in wanted:
-            if m == "none":
+            cls = get_method(m)
+            if not cls.trains:
                 continue
             cell = self._pretrain(den, m)
-            if on and m in cfg.methods and m in DIRECT_METHODS:
-                pred = "n2s" if m == "n2s" else "plain"
+            if on and m in cfg.methods and cls.zero_label:
+                # a method with a predictor of its own is evaluated with it (the predictor is its name)
+                pred = PLAIN if cls.predictor_id(cls.Config(**cell.training)) is None else m
                 cell.evals = [self.eval_cell(den, f"{m} (0 labels)", f"direct/{m}", ("direct", m), t, n, pred, cell)
                               for t, n in pairs]
             self.pretrained[m] = cell
@@ -177,22 +188,23 @@ class Plan:
         self._finetune_grid(den, self.pretrained, pairs)
         abl_pairs = [(cfg.test_set(t), n) for t, n in cfg.expand(cfg.ablation_eval)]
         fa, s0 = cfg.abl_fraction, cfg.seeds[0]
+        ours = role_method("ours")  # the ablations are variants of RCL's pre-training
         for a in cfg.ablations:
             d, rel = self.cache / "ablation" / slug(a.name), f"ablation/{slug(a.name)}"
-            pre = self.pretrain_cell(den, f"ablation {a.name} pretrain", d / "pretrain.safetensors", "rcl",
-                                     den.pretrain_config("rcl", a.rcl))
+            pre = self.pretrain_cell(den, f"ablation {a.name} pretrain", d / "pretrain.safetensors", ours,
+                                     den.pretrain_config(ours, a.rcl))
             pre.meta["ablation"] = a.name
             pre.evals = [self.eval_cell(den, f"ablation {a.name} (0 labels)", f"{rel}/direct",
-                                        ("abl-direct", a.name), t, n, "plain", pre) for t, n in abl_pairs]
+                                        ("abl-direct", a.name), t, n, PLAIN, pre) for t, n in abl_pairs]
             ft = self.finetune_cell(den, f"ablation {a.name} finetune f={fa:g} seed={s0}",
-                                    d / f"finetune_f{frac_tag(fa)}_s{s0}.safetensors", "rcl", pre, fa, s0)
+                                    d / f"finetune_f{frac_tag(fa)}_s{s0}.safetensors", ours, pre, fa, s0)
             ft.meta["ablation"] = a.name
             ft.evals = [self.eval_cell(den, f"ablation {a.name} f={fa:g} seed={s0}", f"{rel}/finetune",
-                                       ("abl-ft", a.name), t, n, "plain", ft) for t, n in abl_pairs]
+                                       ("abl-ft", a.name), t, n, PLAIN, ft) for t, n in abl_pairs]
             self.model_cells += [pre, ft]
 
     def _plan_downstream(self, spec: TaskSpec, pretrained: dict[str, ModelCell]) -> None:
-        """SR (one scale) or JDD: the fine-tuning grid, then the network-free rows."""
+        """SR (one scale), JDD or another registered task: the fine-tuning grid, then the network-free rows."""
         tests = [(t, n) for t in spec.tests for n in t.noises]
         self._finetune_grid(spec, pretrained, tests)
         for group in spec.reference_rows():

@@ -16,8 +16,10 @@ from .cells import EVAL_SEED, frac_tag
 from .claims import claims_section, judge_claims
 from .config import config_yaml
 from .published import published_numbers
-from .report_tasks import jdd_section, sr_section
+from .report_tasks import jdd_section, sr_section, task_section
 from .stats import aggregate, fmt, noise_label, noisy_rows
+from .taskspec import SectionSpec
+from .validation import method_label, role_method
 
 if TYPE_CHECKING:
     from .runner import Runner
@@ -68,7 +70,7 @@ def report(runner: "Runner", out_name: str, command: str, seconds: float, starte
     mcfg = cfg.model
     n_params = count_parameters(mcfg)
     rcl_cfg = cfg.pretrain.rcl_config()
-    bcfg = cfg.pretrain.baseline_config("n2v")
+    bcfg = cfg.pretrain.method_config(role_method("self-supervised"))  # the baselines' crops
 
     rows_json: list[dict] = []
     md: list[str] = []
@@ -84,6 +86,8 @@ def report(runner: "Runner", out_name: str, command: str, seconds: float, starte
     md.append("\n\n")
     tasks = [name for name, on in (("denoising", den), ("super-resolution", cfg.tasks.sr is not None),
                                    ("joint demosaicking + denoising", cfg.tasks.jdd is not None)) if on]
+    registered = [SectionSpec(cfg, name) for name in cfg.tasks.registered]
+    tasks += [spec.task.describe() for spec in registered]
     md.append(f"Tasks: {', '.join(tasks)}.\n\n")
     if den or cfg.tasks.sr is not None:
         md.append(f"Training images: `{cfg.data.train}` ({n_train} images, {cfg.data.channels} channel(s)); "
@@ -117,6 +121,8 @@ def report(runner: "Runner", out_name: str, command: str, seconds: float, starte
         task_json["sr"] = sr_section(runner, md)
     if cfg.tasks.jdd is not None:
         task_json["jdd"] = jdd_section(runner, md)
+    for spec in registered:
+        task_json[spec.name] = task_section(runner, md, spec)
 
     # -- command and config
     md.append(f"\n## Command and config\n\n```\n{command}\n```\n\n```yaml\n{config_yaml(cfg)}```\n")
@@ -134,6 +140,7 @@ def _denoise_sections(runner: "Runner", md: list[str], rows_json: list[dict],
                       budget: str) -> tuple[list[dict], dict | None, list[dict]]:
     """The denoising parts of the report before the claims (results, BM3D check, published numbers,
     ablations), appended to ``md``; returns (ablation rows, BM3D check, published rows)."""
+    from ..methods import get_method
     from ..reporting import markdown_table
 
     cfg = runner.cfg
@@ -166,12 +173,12 @@ def _denoise_sections(runner: "Runner", md: list[str], rows_json: list[dict],
                     rows_json.append({"kind": "bm3d", "test": t, "noise": n, "psnr": b.psnr, "ssim": b.ssim,
                                       "n_images": b.n_images})
             for m in cfg.methods:
-                r = {"method": m if m != "none" else "none (scratch)"}
+                r = {"method": method_label(m)}
                 d = stats.get(("direct", m, t, n))
                 r["zero"] = f"{getattr(d, metric):.{digits}f}" if d else "—"
                 if d is not None and metric == "psnr":
                     rows_json.append({"kind": "direct", "method": m, "test": t, "noise": n, "psnr": d.psnr,
-                                      "ssim": d.ssim, "predictor": "n2s_predict" if m == "n2s" else "forward",
+                                      "ssim": d.ssim, "predictor": get_method(m).predictor_name,
                                       "n_images": d.n_images})
                 for f, (key, _) in zip(fr, frac_cols):
                     s = stats.get(("ft", m, f, t, n))
@@ -249,8 +256,9 @@ def _denoise_sections(runner: "Runner", md: list[str], rows_json: list[dict],
             return {(c.test, c.noise): p for c, p in runner.scores("denoise") if c.row == row}
 
         arows = []
-        base_d, base_f = single(("direct", "rcl")), single(("ft", "rcl", fa, s0))
-        variants = [("rcl (base config)", "—", base_d, base_f)]
+        ours = role_method("ours")  # the ablations are variants of its pre-training
+        base_d, base_f = single(("direct", ours)), single(("ft", ours, fa, s0))
+        variants = [(f"{ours} (base config)", "—", base_d, base_f)]
         for a in cfg.ablations:
             ov = ", ".join(f"{k}={v}" for k, v in a.rcl.items())
             variants.append((a.name, ov, single(("abl-direct", a.name)), single(("abl-ft", a.name))))
@@ -267,6 +275,6 @@ def _denoise_sections(runner: "Runner", md: list[str], rows_json: list[dict],
             arows.append(r)
         md.append(markdown_table(arows, [("variant", "variant", ""), ("overrides", "overrides", "")] +
                                  [(f"{t}|{n}", f"{t} {noise_label(n)}", "") for t, n in apairs]))
-        if "rcl" not in cfg.methods or fa not in fr:
+        if ours not in cfg.methods or fa not in fr:
             md.append("\nThe base row needs method rcl and the ablation fraction among `label_fractions`.\n")
     return abl_json, chk, pub_rows

@@ -17,12 +17,13 @@ from .report import report
 from .runner import Runner
 
 MARKER = ".rcl-benchmark"  # marks a folder as an rcl benchmark run folder (safe to reopen)
+PROGRAM = "rcl"  # the console script (pyproject.toml [project.scripts])
 
 
 def default_command(out: Path) -> str:
     """The command line recorded in the report when none is given (``sys.argv`` of ``rcl``)."""
-    if Path(sys.argv[0]).name == "rcl":
-        return " ".join(["rcl"] + [shlex.quote(a) for a in sys.argv[1:]])
+    if Path(sys.argv[0]).name == PROGRAM:
+        return " ".join([PROGRAM] + [shlex.quote(a) for a in sys.argv[1:]])
     return f"rcl.benchmark.run_benchmark(config, out={str(out)!r})  # Python API"
 
 

@@ -1,5 +1,10 @@
 """Computing the cells of a :class:`~.plan.Plan`: training, evaluation, the cache, the log.
 
+Every training cell runs :func:`rcl.training.fit` with the cell's task object (``spec.task``):
+pre-training with the cell's method of :mod:`rcl.methods` and its config, fine-tuning with the
+``supervised`` method (:class:`rcl.methods.Supervised`). Every evaluation runs the one protocol,
+:func:`rcl.evaluation.protocol.evaluate`, with the task object.
+
 The read API used by the statistics, the report and the figures (nothing else of the runner
 is meant for them): :attr:`Runner.plan`, :meth:`Runner.scores`, :meth:`Runner.spec`,
 :meth:`Runner.model`, :meth:`Runner.restorer`, :attr:`Runner.inputs`, :attr:`Runner.computed`,
@@ -17,7 +22,7 @@ from ..reporting import finite_json
 from .cells import EVAL_SEED, EvalCell, ModelCell, atomic_json, eval_payload, model_done
 from .config import BenchmarkConfig
 from .inputs import Inputs
-from .plan import Plan
+from .plan import PLAIN, Plan
 from .taskspec import TaskSpec, task_spec
 
 
@@ -64,21 +69,19 @@ class Runner:
 
     def restorer(self, predictor: str, model_cell: ModelCell | None, spec: TaskSpec) -> Callable:
         """The protocol restorer ``(input, sigma) -> output`` of a row: a network (``plain``: forward
-        pass, tiled with ``tile``; ``n2s``: :func:`rcl.losses.noise2self.n2s_predict`) or, without
-        ``model_cell``, the task's network-free method (BM3D, bicubic, bilinear, Malvar, …)."""
+        pass, tiled with ``tile``; a method's name: that method's :meth:`rcl.methods.Method.predictor`
+        with the cell's config, e.g. n2s's ``n2s_predict``) or, without ``model_cell``, the task's
+        network-free method (:meth:`rcl.tasks.Task.classical_restorer`: BM3D, bicubic, Malvar, …)."""
         from ..evaluation.protocol import model_denoiser
+        from ..methods import get_method
 
         if model_cell is None:
             return spec.classical_restorer(predictor)
         model = self.model(model_cell)
-        if predictor == "n2s":
-            from ..losses.noise2self import n2s_predict
-
-            grid = self.cfg.pretrain.baseline_config("n2s").grid
-            return lambda noisy, sigma: n2s_predict(model, noisy, grid=grid)
-        if predictor != "plain":
-            raise ValueError(f"unknown predictor {predictor!r} for a network")
-        return model_denoiser(model, tile=self.cfg.tile)
+        if predictor == PLAIN:
+            return model_denoiser(model, tile=self.cfg.tile)
+        cls = get_method(predictor)  # ValueError for an unknown predictor
+        return cls.predictor(model, cls.Config(**model_cell.training))
 
     # -- compute ----------------------------------------------------------------------------
 
@@ -87,20 +90,27 @@ class Runner:
             fh.write(f"{datetime.now():%Y-%m-%d %H:%M:%S} {line}\n")
 
     def train(self, cell: ModelCell) -> tuple[Any, dict]:
-        """Train a model cell: (network, checkpoint metadata of the run)."""
-        spec = self.spec_of(cell)
-        clean, collection, noise = self.inputs.training(spec)
-        if cell.kind == "pretrain":
-            from ..training.baselines import run_pretraining
+        """Train a model cell through :func:`rcl.training.fit`: (network, checkpoint metadata of the run).
 
-            # rcl: RCLPretraining (through rcl.training.pretrain); baselines: their methods
-            model, _ = run_pretraining(cell.method, collection, cell.model_cfg, cell.training, progress=self.progress)
-            return model, {"stage": "pretrain", "method": cell.method, "noise": spec.collection_noise,
-                           "noise_seed": spec.noise_seed}
+        Pre-training: the cell's method on the task's fixed noisy collection (the network
+        :meth:`rcl.tasks.Task.pretrain_model_config` of the body). Fine-tuning: the supervised
+        method on the labelled clean images, fresh ``train_noise`` per crop, from the cell's
+        pre-trained network (:meth:`rcl.tasks.Task.init_model`; None: fresh weights)."""
+        from ..data.noise import parse_noise_spec
+        from ..methods import Supervised
+        from ..training.fit import fit
+
+        spec = self.spec_of(cell)
+        clean, collection, _ = self.inputs.training(spec)
+        if cell.kind == "pretrain":
+            res = fit(spec.task, cell.method, collection, cell.training, spec.model_cfg, progress=self.progress)
+            return res.model, {"stage": "pretrain", "method": cell.method, "noise": spec.collection_noise,
+                               "noise_seed": spec.noise_seed}
         init = self.model(cell.init) if cell.init is not None else None
-        model, labelled, extra = spec.finetune(clean, noise, cell, init, self.progress)
-        return model, {"stage": "finetune", "method": cell.method, "init_stage": "pretrain" if cell.init else None,
-                       "noise": spec.train_noise, "labelled_images": labelled, **extra}
+        res = fit(spec.task, Supervised, clean, cell.training, spec.model_cfg, init=init,
+                  noise=parse_noise_spec(spec.train_noise), progress=self.progress, desc=cell.key)
+        return res.model, {"stage": "finetune", "method": cell.method, "init_stage": "pretrain" if cell.init else None,
+                           "noise": spec.train_noise, "labelled_images": res.labelled}
 
     def compute_model(self, cell: ModelCell) -> None:
         from ..checkpoint import save_checkpoint

@@ -1,19 +1,30 @@
 """The sections of a benchmark config (:class:`rcl.benchmark.BenchmarkConfig`): data and test sets,
-BM3D, ablations, pre-training, and the downstream task sections (``tasks.sr``, ``tasks.jdd``; their
-format is documented in :mod:`rcl.benchmark`). Every model is strict (:class:`rcl.configs.StrictConfig`:
-no bool/str/float for an int, no extra fields, finite floats)."""
+BM3D, ablations, pre-training (per-method configs of the :mod:`rcl.methods` registry), and the
+downstream task sections (``tasks.sr``, ``tasks.jdd`` and any other task of the :mod:`rcl.tasks`
+registry under its name; their format is documented in :mod:`rcl.benchmark`). Every model is strict
+(:class:`rcl.configs.StrictConfig`: no bool/str/float for an int, no unknown fields, finite floats);
+the sections that take registry names as keys (``pretrain``, ``tasks``) refuse any other key."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ..configs import Channels, PathField, Seed, StrictConfig
-from ..training.baselines import BaselineConfig
-from ..training.config import PretrainConfig
-from .validation import (BASELINES, build, check_exists, check_fractions, check_methods, check_name, check_noise,
-                         check_seeds, check_unique_tests, no_cell_fields)
+from .validation import (NestedConfigError, build, check_exists, check_fractions, check_methods, check_name,
+                         check_noise, check_seeds, check_unique_tests, no_cell_fields, pretraining_methods,
+                         role_method)
+
+UNKNOWN = "unknown field (not allowed here)"
+
+
+def _optional_train(cls, v):
+    return None if v is None else check_exists(v, "training images")
+
+
+def _optional_noise(cls, v):
+    return None if v is None else check_noise(v, "noise")
 
 
 class TestSetConfig(StrictConfig):
@@ -110,7 +121,7 @@ class BM3DConfig(StrictConfig):
 
 
 class AblationConfig(StrictConfig):
-    """A named variant of RCL pre-training: fields of :class:`PretrainConfig` that differ from
+    """A named variant of RCL pre-training: fields of :class:`rcl.methods.RCLConfig` that differ from
     ``pretrain.rcl`` (e.g. ``{similarity: l2}``, ``{consistency: none}``, ``{temperature: 0.5}``)."""
 
     name: str
@@ -123,15 +134,21 @@ class AblationConfig(StrictConfig):
 
 
 class PretrainSection(StrictConfig):
-    """Pre-training of every method.
+    """Pre-training of every method: each method's own config (:attr:`rcl.methods.Method.Config`)
+    built by :meth:`method_config` from, in increasing priority, ``steps``/``seed``, the
+    ``baselines`` fields its Config declares (methods other than "ours"), and its own section.
 
     Attributes:
         steps: optimisation steps of every method (a method's own ``steps`` overrides it).
         seed: seed of every pre-training (one pre-trained network per method).
-        rcl: fields of :class:`rcl.training.PretrainConfig` for RCL.
-        baselines: fields of :class:`rcl.training.baselines.BaselineConfig` shared by the baselines.
-        simclr, n2v, n2s, ne2ne: per-method BaselineConfig fields over ``baselines``.
+        rcl: fields of :class:`rcl.methods.RCLConfig` for RCL.
+        baselines: fields shared by the other methods; each takes those its Config declares
+            (a field that no such method declares is refused).
+        simclr, n2v, n2s, ne2ne: fields of that method's Config, over ``baselines``.
+        (any other registered pre-training method): its own section under its name.
     """
+
+    model_config = ConfigDict(extra="allow")  # sections of registered methods, checked below
 
     steps: int = Field(800, ge=1)
     seed: Seed = 0
@@ -144,20 +161,60 @@ class PretrainSection(StrictConfig):
 
     @model_validator(mode="after")
     def _validate_all(self):
-        self.rcl_config()
-        for m in BASELINES:
-            self.baseline_config(m)
+        from ..methods import get_method
+
+        known = pretraining_methods()
+        for k, v in (self.model_extra or {}).items():
+            if k not in known:
+                raise NestedConfigError([(k, UNKNOWN)])
+            if not isinstance(v, dict):
+                raise NestedConfigError([(k, f"must be a mapping of the method's config fields, "
+                                             f"got {type(v).__name__}")])
+        shared = {f for m in known if get_method(m).claim_role != "ours" for f in get_method(m).Config.model_fields}
+        for k in self.baselines:
+            if k not in shared:
+                raise NestedConfigError([(f"baselines.{k}", UNKNOWN)])
+        for m in known:
+            if get_method(m).trains:
+                self.method_config(m)
         return self
 
-    def rcl_config(self, overrides: dict | None = None, where: str = "rcl") -> PretrainConfig:
-        """RCL's :class:`PretrainConfig` (with an ablation's ``overrides``)."""
-        return build(PretrainConfig, {"steps": self.steps, "seed": self.seed, **self.rcl, **(overrides or {})},
-                      where)
+    def method_section(self, name: str) -> dict:
+        """The section of method ``name`` (a field for the built-in methods, else an extra key; {} if absent)."""
+        if name in type(self).model_fields:
+            return getattr(self, name)
+        return (self.model_extra or {}).get(name, {})
 
-    def baseline_config(self, method: str) -> BaselineConfig:
-        """The :class:`BaselineConfig` of a baseline method."""
-        return build(BaselineConfig, {"steps": self.steps, "seed": self.seed, **self.baselines,
-                                       **getattr(self, method)}, method)
+    def method_config(self, name: str, overrides: dict | None = None, where: str | None = None):
+        """The config (an instance of ``get_method(name).Config``) of method ``name``, with an
+        ablation's ``overrides`` last. Errors name the field's path (``n2v.lr``; a bad shared value
+        ``baselines.lr``; ``where`` replaces the method name)."""
+        from ..methods import get_method
+
+        cls = get_method(name)
+        fields = cls.Config.model_fields
+        own = {**self.method_section(name), **(overrides or {})}
+        shared = {} if cls.claim_role == "ours" else {k: v for k, v in self.baselines.items() if k in fields}
+        common = {k: v for k, v in (("steps", self.steps), ("seed", self.seed)) if k in fields}
+        where = where or name
+        try:
+            return build(cls.Config, {**common, **shared, **own}, where)
+        except NestedConfigError as exc:
+            parts = []
+            for loc, msg in exc.parts:
+                rest = loc[len(where) + 1:] if loc.startswith(where + ".") else None
+                if rest is not None and rest.split(".")[0] in shared and rest.split(".")[0] not in own:
+                    loc = f"baselines.{rest}"
+                parts.append((loc, msg))
+            raise NestedConfigError(parts) from None
+
+    def rcl_config(self, overrides: dict | None = None, where: str | None = None):
+        """The config of the "ours" method (RCL's :class:`rcl.methods.RCLConfig`), with an ablation's ``overrides``."""
+        return self.method_config(role_method("ours"), overrides, where)
+
+    def baseline_config(self, method: str):
+        """The config of another pre-training method (same as :meth:`method_config`)."""
+        return self.method_config(method)
 
 
 class TaskSection(StrictConfig):
@@ -268,10 +325,7 @@ class JDDSection(TaskSection):
     malvar: bool = True
     bm3d: JDDBM3DConfig = Field(default_factory=JDDBM3DConfig)
 
-    @field_validator("train")
-    @classmethod
-    def _train(cls, v):
-        return None if v is None else check_exists(v, "training images")
+    _train = field_validator("train")(_optional_train)
 
     @field_validator("pattern")
     @classmethod
@@ -280,10 +334,7 @@ class JDDSection(TaskSection):
 
         return check_pattern(v)
 
-    @field_validator("noise")
-    @classmethod
-    def _noise(cls, v):
-        return check_noise(v, "noise")
+    _noise = field_validator("noise")(_optional_noise)
 
     @field_validator("model")
     @classmethod
@@ -294,9 +345,61 @@ class JDDSection(TaskSection):
         return v
 
 
+class RegisteredTaskSection(TaskSection):
+    """Any other task of the :mod:`rcl.tasks` registry, under its name (``tasks.<name>``), benchmarked
+    through the task object alone: each method pre-trains on the task's
+    :meth:`~rcl.tasks.Task.pretraining_data` of its training images (noised once), the
+    ``supervised`` method fine-tunes :meth:`~rcl.tasks.Task.init_model` on the labelled clean images,
+    and the protocol scores the networks and the task's reference row with the task's degradation
+    and metrics.
+
+    Attributes:
+        params: keyword arguments of the task's constructor (``rcl.tasks.get_task(name, **params)``).
+        train: clean training images (None: ``data.train``), read with ``data.channels``.
+        max_train_images: first N training images (None: ``data.max_train_images`` when ``train``
+            is None).
+        noise: noise of the pre-training collection (once) and of fine-tuning (fresh per crop);
+            None: ``train_noise``.
+        noise_seed: seed of the one-time noising (None: ``noise_seed``).
+        test, methods, label_fractions, seeds, finetune, max_test_images: as for ``tasks.sr``.
+    """
+
+    params: dict[str, Any] = Field(default_factory=dict)
+    train: PathField | None = None
+    max_train_images: int | None = Field(None, ge=2)
+    noise: str | None = None
+    noise_seed: Seed | None = None
+
+    _train = field_validator("train")(_optional_train)
+    _noise = field_validator("noise")(_optional_noise)
+
+
 class TasksSection(StrictConfig):
-    """Which tasks run: the denoising benchmark (default on) and the optional SR and JDD sections."""
+    """Which tasks run: the denoising benchmark (default on), the optional SR and JDD sections, and
+    any other registered task under its name (:class:`RegisteredTaskSection`)."""
+
+    model_config = ConfigDict(extra="allow")  # sections of registered tasks, checked below
 
     denoise: bool = True
     sr: SRSection | None = None
     jdd: JDDSection | None = None
+
+    @model_validator(mode="after")
+    def _registered(self):
+        from ..tasks import TASKS
+
+        extra = self.__pydantic_extra__ if self.__pydantic_extra__ is not None else {}
+        for name, raw in list(extra.items()):
+            if name not in TASKS:
+                raise NestedConfigError([(name, f"{UNKNOWN}; the registered tasks are {', '.join(TASKS)}")])
+            if not isinstance(raw, RegisteredTaskSection):
+                if not isinstance(raw, dict):
+                    raise NestedConfigError([(name, f"must be a mapping (the task's section), "
+                                                    f"got {type(raw).__name__}")])
+                extra[name] = build(RegisteredTaskSection, raw, name)
+        return self
+
+    @property
+    def registered(self) -> dict[str, RegisteredTaskSection]:
+        """The sections of the other registered tasks, by task name (config order)."""
+        return dict(self.__pydantic_extra__ or {})

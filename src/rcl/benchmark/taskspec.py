@@ -1,46 +1,64 @@
-"""The per-task differences of the benchmark: the ONE place that knows denoising, SR and JDD apart.
+"""The tasks of a benchmark config: adaptors between the config and the task objects of :mod:`rcl.tasks`.
 
-The planner (:mod:`.plan`), the runner (:mod:`.runner`), the statistics and the figures work on
-any :class:`TaskSpec`; everything that differs between the tasks is a method or attribute here:
+A :class:`TaskSpec` holds one task object (``spec.task``, a :class:`rcl.tasks.Task`), which is the
+one definition of everything the computation needs:
 
-* naming and caching: key prefix, cache folders, the task's fields in the cell hashes and in
-  the checkpoint metadata;
-* configuration: the task section (methods, fractions, seeds, fine-tuning config, test limits),
-  the network body, the training images and noise;
-* data: the pre-training collection, the test-image crop and minimum size, how the protocol
-  degrades a test image (:mod:`rcl.evaluation.tasks`);
-* training: which fine-tuning function runs (``finetune``, ``finetune_sr``, ``finetune_jdd``);
-* evaluation: the classical (network-free) rows and their restorers.
+* the degradation: the fixed pre-training collection (:meth:`~rcl.tasks.Task.pretraining_data`),
+  the fine-tuning batches (:meth:`~rcl.tasks.Task.training_batch`, through :func:`rcl.training.fit`)
+  and the protocol's test inputs (:meth:`~rcl.tasks.Task.degrade`, through
+  :func:`rcl.evaluation.protocol.evaluate`);
+* the network: :meth:`~rcl.tasks.Task.pretrain_model_config`, :meth:`~rcl.tasks.Task.init_model`
+  (through ``fit``), the checkpoint metadata (:meth:`~rcl.tasks.Task.metadata`);
+* the evaluation: the metrics and the reference row (:meth:`~rcl.tasks.Task.score`,
+  :meth:`~rcl.tasks.Task.reference`), the network-free rows
+  (:meth:`~rcl.tasks.Task.classical_restorer`), the crop multiple of test images
+  (:attr:`~rcl.tasks.Task.input_multiple`) and their smallest side
+  (:meth:`~rcl.tasks.Task.min_test_size`).
 
-The hash fields are part of the cache format: changing one invalidates cached cells. (Next wave:
-these specs delegate to the task objects of :mod:`rcl.tasks`.)
+What a spec adds is configuration and naming: the config section it reads (methods, fractions,
+seeds, fine-tuning config, test sets), the training images, noise and seeds, the cell keys and cache
+folders, and the task's fields in the cell hashes. The hash fields are part of the cache format:
+changing one invalidates cached cells (so SR and JDD keep theirs).
+
+Specs: :class:`DenoiseSpec` (the top level of the config), :class:`SectionSpec` (any registered
+task with a ``tasks.<name>`` section: its own pre-training and fine-tuning), :class:`SRSpec`
+(``tasks.sr``, one per scale, on the denoising pre-training) and :class:`JDDSpec` (``tasks.jdd``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from ..models.factory import ModelConfig
+from ..tasks import DenoiseTask, JDDTask, SRTask, Task, get_task
 from .config import BenchmarkConfig
 from .sections import TaskSection, TestSetConfig
-from .validation import sr_min_size
 
 
 class TaskSpec:
-    """One task of a benchmark config. ``scale`` is the SR factor (1 for the other tasks).
+    """One task of a benchmark config around its task object.
 
     The defaults are those of the denoising benchmark (configured at the top level of the config);
-    the SR and JDD specs override what differs."""
+    :class:`SectionSpec` overrides what a task section changes.
 
-    name: str = ""
-    key_prefix: str = ""  # prefix of the cell keys ("" | "sr x2 " | "jdd ")
-    train_key: str = "data"  # training images: "data" (data.train, shared by denoise and SR) | "jdd"
-    multiple: int | None = None  # test images cropped to a multiple of this (None: not cropped, not hashed)
-    train_multiple: int | None = None  # training images cropped to a multiple of this (JDD: whole Bayer tiles)
+    Attributes:
+        task: the task object.
+        name, scale: the task's registry name and scale (1 but for SR).
+        key_prefix: prefix of the cell keys ("" | "sr x2 " | "jdd " | "<name> ").
+        train_key: the training images ("data": ``data.train``, shared by denoising and SR; else
+            the task's own).
+        own_pretraining: the task pre-trains its own cells (JDD, registered tasks); False: its
+            networks start from the denoising pre-training cells (SR) or are them (denoising).
+    """
 
-    def __init__(self, cfg: BenchmarkConfig, scale: int = 1):
-        self.cfg, self.scale = cfg, scale
+    key_prefix: str = ""
+    train_key: str = "data"
+    own_pretraining: bool = False
+
+    def __init__(self, cfg: BenchmarkConfig, task: Task):
+        self.cfg, self.task = cfg, task
+        self.name, self.scale = task.name, task.scale
 
     # -- configuration --------------------------------------------------------------------
 
@@ -74,6 +92,10 @@ class TaskSpec:
         """The network body every cell of the task trains."""
         return self.cfg.model
 
+    def pretrain_model_cfg(self) -> ModelConfig:
+        """The network the task's pre-training cells train (:meth:`rcl.tasks.Task.pretrain_model_config`)."""
+        return self.task.pretrain_model_config(self.model_cfg)
+
     @property
     def train_noise(self) -> str:
         """Noise spec of the fine-tuning crops."""
@@ -86,19 +108,41 @@ class TaskSpec:
         return self.cfg.train_noise
 
     @property
+    def noise_seed(self) -> int:
+        """Seed of the one-time noising of the pre-training collection."""
+        return self.cfg.noise_seed
+
+    @property
     def pretrain_section(self):
         """The ``pretrain`` section the task's pre-training cells use."""
         return self.cfg.pretrain
 
     def pretrain_config(self, method: str, overrides: dict | None = None) -> dict:
-        """The pre-training config of ``method`` (rcl: with an ablation's ``overrides``) as a dict."""
-        sec = self.pretrain_section
-        return (sec.rcl_config(overrides) if method == "rcl" else sec.baseline_config(method)).model_dump()
+        """The config of pre-training ``method`` (its :attr:`rcl.methods.Method.Config`; an ablation's
+        ``overrides`` last) as a dict."""
+        return self.pretrain_section.method_config(method, overrides).model_dump()
 
     def train_source(self) -> tuple[Path, int | None, int]:
         """(training images, max_train_images, channels)."""
         d = self.cfg.data
         return d.train, d.max_train_images, d.channels
+
+    @property
+    def multiple(self) -> int | None:
+        """Test images are cropped to a multiple of the task's input multiple (None when 1: not
+        cropped, not in the hashes)."""
+        m = self.task.input_multiple
+        return m if m > 1 else None
+
+    @property
+    def train_multiple(self) -> int | None:
+        """Training images are cropped to a multiple of this on loading (None: as they are)."""
+        return None
+
+    @property
+    def test_min_size(self) -> tuple[int, str | None]:
+        """(smallest test-image side, the reason for the error message) of the task."""
+        return self.task.min_test_size()
 
     def test_limit(self, t: TestSetConfig, extra: int | None = None) -> int | None:
         """At most this many images of test set ``t`` (``extra``: a row's own limit, e.g. BM3D)."""
@@ -131,48 +175,27 @@ class TaskSpec:
         return {}
 
     def finetune_meta(self) -> dict:
+        """What a fine-tuning checkpoint records about the task (denoising: the checkpoint's defaults)."""
         return {}
 
     def stat_key(self, test: str, noise: str) -> tuple:
         """The (test, noise[, scale]) end of the task's statistics keys."""
         return (test, noise)
 
-    # -- data and training ------------------------------------------------------------------
+    # -- data and evaluation ----------------------------------------------------------------
 
     def pretraining_collection(self, clean, noise, seed: int):
         """The fixed noisy collection every pre-training method of the task sees."""
-        from ..data.datasets import add_noise_per_image
-
-        noisy, _ = add_noise_per_image(clean, noise, seed)
-        return noisy
-
-    @property
-    def noise_seed(self) -> int:
-        """Seed of the one-time noising of the pre-training collection."""
-        return self.cfg.noise_seed
-
-    @property
-    def test_min_size(self) -> tuple[int, str | None]:
-        """(smallest test-image side, the reason for the error message)."""
-        return 11, None
-
-    def finetune(self, clean, noise, cell, init, progress: bool) -> tuple[Any, list[str], dict]:
-        """Fine-tune ``cell`` on the clean training images; (model, labelled names, extra metadata)."""
-        from ..training.api import finetune
-
-        model, _, labelled = finetune(clean, noise, cell.training, self.model_cfg, init=init, progress=progress,
-                                      desc=cell.key)
-        return model, labelled, {}
-
-    def protocol_task(self):
-        """The degradation of :func:`rcl.evaluation.protocol.evaluate` (None: additive noise)."""
-        return None
+        return self.task.pretraining_data(clean, noise, seed)
 
     def eval_kwargs(self, inputs, t: TestSetConfig, noise: str, limit: int | None) -> dict:
-        """Keyword arguments of :func:`rcl.evaluation.protocol.evaluate` for a test set and noise:
-        denoising passes the (cached) fixed-seed noisy images, the other tasks their degradation."""
+        """Keyword arguments of :func:`rcl.evaluation.protocol.evaluate` for a test set and noise: the
+        task, and for a task whose input is a noisy copy of its target (denoising) the cached
+        fixed-seed noisy test images."""
+        if not self.task.input_is_noisy_target:
+            return {"task": self.task}
         _, noisy, sigmas = inputs.noisy_test(t, noise, limit, self)
-        return {"noisy": noisy, "sigmas": sigmas}
+        return {"noisy": noisy, "sigmas": sigmas, "task": self.task}
 
     def payload_fields(self) -> dict:
         """The task's fields at the head of an evaluation cell's JSON."""
@@ -182,13 +205,17 @@ class TaskSpec:
         """Scores stored after the protocol's (``result``: an :class:`EvalResult`)."""
         return {}
 
-    # -- classical rows ---------------------------------------------------------------------
+    # -- network-free rows ------------------------------------------------------------------
 
     def reference_rows(self) -> list[list[tuple[tuple, str, int | None]]]:
         """The network-free rows of the task as groups of (row, predictor, max_images); the planner
-        adds each group for every test set × noise in turn (the denoising BM3D rows are planned on
-        their own ``bm3d.where`` selection)."""
+        adds each group for every test set × noise in turn (denoising has none here: the noisy row
+        is in every payload, and the BM3D rows are planned on their own ``bm3d.where`` selection)."""
         return []
+
+    def classical_options(self) -> dict:
+        """Options of :meth:`rcl.tasks.Task.classical_restorer` (the BM3D profile)."""
+        return {"profile": self.cfg.bm3d.profile}
 
     def classical_source(self, predictor: str) -> dict:
         """What a network-free row depends on (part of its hash)."""
@@ -196,22 +223,32 @@ class TaskSpec:
 
     def classical_restorer(self, predictor: str) -> Callable:
         """The protocol restorer ``(input, sigma) -> output`` of a network-free row."""
-        if predictor == "bm3d":
-            from ..evaluation.bm3d_baseline import bm3d_denoiser
-
-            return bm3d_denoiser(profile=self.cfg.bm3d.profile)
-        raise ValueError(f"unknown predictor {predictor!r}")
+        return self.task.classical_restorer(predictor, **self.classical_options())
 
 
 class DenoiseSpec(TaskSpec):
     """Denoising: the top-level config (the defaults of :class:`TaskSpec`); test images centre-cropped only."""
 
-    name = "denoise"
+    def __init__(self, cfg: BenchmarkConfig, scale: int = 1):
+        super().__init__(cfg, DenoiseTask())
 
 
-class _DownstreamSpec(TaskSpec):
-    """What SR and JDD share: their own task section (None fields: the top-level values), the task
-    named in the cell JSON, RGB PSNR beside the protocol's scores."""
+class SectionSpec(TaskSpec):
+    """A task with a section of its own (``tasks.<name>``; None fields: the top-level values): its
+    own training images (cropped to the task's input multiple), collection and pre-training cells,
+    the task named in the cell JSON, RGB PSNR beside the protocol's scores. Used as is for a
+    registered task without a section class (:class:`~.sections.RegisteredTaskSection`)."""
+
+    own_pretraining = True
+
+    def __init__(self, cfg: BenchmarkConfig, task: Task | str):
+        super().__init__(cfg, get_task(task, **cfg.tasks.registered[task].params) if isinstance(task, str) else task)
+        self.key_prefix = f"{self.name} " + (f"x{self.scale} " if self.scale > 1 else "")
+        self.train_key = self.name
+
+    @property
+    def section(self):
+        return self.cfg.tasks.registered[self.name]
 
     @property
     def methods(self) -> list[str]:
@@ -232,8 +269,60 @@ class _DownstreamSpec(TaskSpec):
     def finetune_base(self):
         return self.cfg.task_finetune(self.section)
 
-    def eval_kwargs(self, inputs, t, noise, limit) -> dict:
-        return {"task": self.protocol_task()}
+    @property
+    def train_noise(self) -> str:
+        return self.section.noise if self.section.noise is not None else self.cfg.train_noise
+
+    @property
+    def collection_noise(self) -> str:
+        return self.train_noise
+
+    @property
+    def noise_seed(self) -> int:
+        return self.section.noise_seed if self.section.noise_seed is not None else self.cfg.noise_seed
+
+    @property
+    def train_channels(self) -> int:
+        return self.cfg.data.channels
+
+    def train_source(self) -> tuple[Path, int | None, int]:
+        sec, d = self.section, self.cfg.data
+        if sec.train is not None:
+            return sec.train, sec.max_train_images, self.train_channels
+        return d.train, sec.max_train_images if sec.max_train_images is not None else d.max_train_images, \
+            self.train_channels
+
+    @property
+    def train_multiple(self) -> int | None:
+        return self.multiple
+
+    def _root(self, cache: Path) -> Path:
+        return cache / self.name
+
+    def _scale_dir(self, path: Path) -> Path:
+        return path / f"x{self.scale}" if self.scale > 1 else path
+
+    def model_dir(self, cache: Path) -> Path:
+        return self._scale_dir(self._root(cache))
+
+    def eval_dir(self, cache: Path, rel: str) -> Path:
+        return self._scale_dir(self._root(cache) / "eval") / rel
+
+    def eval_hash_fields(self) -> dict:
+        return {"task": self.name, "scale": self.scale, "pattern": self.task.metadata().get("pattern")}
+
+    def pretrain_hash_fields(self) -> dict:
+        return {"task": self.name, "params": self.section.params, "noise": self.train_noise,
+                "noise_seed": self.noise_seed}
+
+    def finetune_hash_fields(self) -> dict:
+        return self.task.metadata()
+
+    def finetune_meta(self) -> dict:
+        return self.task.metadata()
+
+    def stat_key(self, test: str, noise: str) -> tuple:
+        return (test, noise, self.scale)
 
     def payload_fields(self) -> dict:
         return {"task": self.name, "scale": self.scale}
@@ -242,16 +331,25 @@ class _DownstreamSpec(TaskSpec):
         rgb = [sc.psnr_rgb for sc in result.scores if sc.psnr_rgb is not None]
         return {"psnr_rgb": sum(rgb) / len(rgb) if rgb else None}
 
+    def reference_rows(self):
+        return [[(("ref",), self.task.reference_id, None)]]
 
-class SRSpec(_DownstreamSpec):
-    """Super-resolution ×``scale``: the denoising training images (and pre-training), SRNet fine-tuning."""
+    def classical_options(self) -> dict:
+        return {}
 
-    name = "sr"
+    def classical_source(self, predictor: str) -> dict:
+        return {"classical": predictor}
 
-    def __init__(self, cfg: BenchmarkConfig, scale: int = 1):
-        super().__init__(cfg, scale)
-        self.multiple = scale  # HR test images: whole LR pixels
-        self.key_prefix = f"sr x{scale} "
+
+class SRSpec(SectionSpec):
+    """Super-resolution ×``scale`` (``tasks.sr``): the denoising training images and pre-training
+    cells (their U-Net bodies start the SRNets), the SR fine-tuning noise."""
+
+    own_pretraining = False
+
+    def __init__(self, cfg: BenchmarkConfig, scale: int = 2):
+        super().__init__(cfg, SRTask(scale))
+        self.train_key = "data"
 
     @property
     def section(self):
@@ -261,66 +359,31 @@ class SRSpec(_DownstreamSpec):
     def train_noise(self) -> str:
         return self.cfg.sr_noise
 
-    def model_dir(self, cache: Path) -> Path:
-        return cache / "sr" / f"x{self.scale}"
-
-    def eval_dir(self, cache: Path, rel: str) -> Path:
-        return cache / "sr" / "eval" / f"x{self.scale}" / rel
-
-    def eval_hash_fields(self) -> dict:
-        return {"task": "sr", "scale": self.scale, "pattern": None}
-
-    def finetune_hash_fields(self) -> dict:
-        return {"task": "sr", "scale": self.scale}
-
-    def finetune_meta(self) -> dict:
-        return {"task": "sr", "scale": self.scale, "skip": True}
-
-    def stat_key(self, test: str, noise: str) -> tuple:
-        return (test, noise, self.scale)
+    @property
+    def collection_noise(self) -> str:
+        return self.cfg.train_noise
 
     @property
-    def test_min_size(self) -> tuple[int, str | None]:
-        n = sr_min_size(self.scale)
-        return n, f"{n} px (SSIM's 11×11 window after the {self.scale}-px border); drop the file"
+    def noise_seed(self) -> int:
+        return self.cfg.noise_seed
 
-    def finetune(self, clean, noise, cell, init, progress: bool):
-        from ..data.noise import parse_noise_spec
-        from ..training.downstream import finetune_sr
+    def train_source(self) -> tuple[Path, int | None, int]:
+        return TaskSpec.train_source(self)
 
-        model, _, labelled = finetune_sr(clean, parse_noise_spec(self.train_noise), self.scale, cell.training,
-                                         self.model_cfg, init=init, progress=progress, desc=cell.key)
-        return model, labelled, {}
+    @property
+    def train_multiple(self) -> int | None:
+        return None
 
-    def protocol_task(self):
-        from ..evaluation.tasks import SRTask
-
-        return SRTask(self.scale)
-
-    def reference_rows(self):
-        return [[(("ref",), "bicubic", None)]]
-
-    def classical_source(self, predictor: str) -> dict:
-        return {"classical": predictor}
-
-    def classical_restorer(self, predictor: str) -> Callable:
-        if predictor == "bicubic":
-            from ..data.degradations import bicubic_upscale
-
-            sc = self.scale
-            return lambda y, sigma: bicubic_upscale(y.unsqueeze(0), sc)[0]
-        raise ValueError(f"unknown predictor {predictor!r}")
+    def finetune_hash_fields(self) -> dict:
+        return {"task": self.name, "scale": self.scale}
 
 
-class JDDSpec(_DownstreamSpec):
-    """Joint demosaicking + denoising: its own RGB training images, packed-mosaic pre-training of a
-    4 → 4 body, JDDNet fine-tuning, Bayer-aligned test crops."""
+class JDDSpec(SectionSpec):
+    """Joint demosaicking + denoising (``tasks.jdd``): its own RGB training images, pre-training of
+    a 4 → 4 body on packed mosaics, the Malvar and Malvar + BM3D rows."""
 
-    name = "jdd"
-    key_prefix = "jdd "
-    train_key = "jdd"
-    multiple = 2
-    train_multiple = 2
+    def __init__(self, cfg: BenchmarkConfig, scale: int = 1):
+        super().__init__(cfg, JDDTask(cfg.tasks.jdd.pattern))
 
     @property
     def section(self):
@@ -331,100 +394,63 @@ class JDDSpec(_DownstreamSpec):
         return self.cfg.jdd_model()
 
     @property
-    def train_noise(self) -> str:
-        return self.section.noise
-
-    @property
-    def collection_noise(self) -> str:
-        return self.section.noise
-
-    @property
     def pretrain_section(self):
         return self.cfg.jdd_pretrain()
 
-    def train_source(self) -> tuple[Path, int | None, int]:
-        path, limit = self.cfg.jdd_train
-        return path, limit, 3
-
     @property
-    def noise_seed(self) -> int:
-        return self.cfg.jdd_noise_seed
-
-    def model_dir(self, cache: Path) -> Path:
-        return cache / "jdd"
-
-    def eval_dir(self, cache: Path, rel: str) -> Path:
-        return cache / "jdd" / "eval" / rel
-
-    def eval_hash_fields(self) -> dict:
-        return {"task": "jdd", "scale": 1, "pattern": self.section.pattern}
+    def train_channels(self) -> int:
+        return 3
 
     def pretrain_hash_fields(self) -> dict:
         j = self.section
-        return {"task": "jdd", "pattern": j.pattern, "noise": j.noise, "noise_seed": self.cfg.jdd_noise_seed}
+        return {"task": self.name, "pattern": j.pattern, "noise": j.noise, "noise_seed": self.noise_seed}
 
     def finetune_hash_fields(self) -> dict:
-        return {"task": "jdd", "pattern": self.section.pattern, "skip": "malvar"}
+        return {"task": self.name, "pattern": self.section.pattern, "skip": self.task.skip}
 
     def pretrain_meta(self) -> dict:
         return {"data": "packed-bayer", "pattern": self.section.pattern}
 
-    def finetune_meta(self) -> dict:
-        return {"task": "jdd", "pattern": self.section.pattern}
-
-    def stat_key(self, test: str, noise: str) -> tuple:
-        return (test, noise, 1)
-
-    def pretraining_collection(self, clean, noise, seed: int):
-        """Packed noisy mosaics (4, H/2, W/2) of the clean RGB images."""
-        from ..training.downstream import packed_noisy_mosaics
-
-        return packed_noisy_mosaics(clean, self.section.pattern, noise, seed)
-
-    @property
-    def test_min_size(self) -> tuple[int, str | None]:
-        return 12, "12 px (SSIM's 11×11 window)"
-
-    def finetune(self, clean, noise, cell, init, progress: bool):
-        from ..training.downstream import finetune_jdd
-
-        model, _, labelled = finetune_jdd(clean, noise, self.section.pattern, cell.training, self.model_cfg,
-                                          init=init, progress=progress, desc=cell.key)
-        return model, labelled, {"skip": model.skip}
-
-    def protocol_task(self):
-        from ..evaluation.tasks import JDDTask
-
-        return JDDTask(self.section.pattern)
-
     def reference_rows(self):
         j = self.section
-        first = [(("ref",), "bilinear", None)] + ([(("classical", "malvar"), "malvar", None)] if j.malvar else [])
+        first = [(("ref",), self.task.reference_id, None)] + ([(("classical", "malvar"), "malvar", None)]
+                                                                if j.malvar else [])
         return [first] + ([[(("classical", "malvar+bm3d"), "malvar+bm3d", j.bm3d.max_images)]] if j.bm3d.enabled
                           else [])
+
+    def classical_options(self) -> dict:
+        return {"profile": self.section.bm3d.profile}
 
     def classical_source(self, predictor: str) -> dict:
         if predictor == "malvar+bm3d":
             return {"classical": predictor, "bm3d_profile": self.section.bm3d.profile}
         return {"classical": predictor}
 
-    def classical_restorer(self, predictor: str) -> Callable:
-        from ..data.degradations import demosaic_classical
 
-        j = self.section
-        if predictor in ("bilinear", "malvar"):
-            return lambda y, sigma: demosaic_classical(y, j.pattern, predictor)
-        if predictor == "malvar+bm3d":
-            from ..evaluation.bm3d_baseline import bm3d_denoise
-
-            # sigma: the noise model's per-image σ on [0, 1] (root of the variance averaged over the mosaic)
-            return lambda y, sigma: bm3d_denoise(demosaic_classical(y, j.pattern, "malvar"), sigma, j.bm3d.profile)
-        raise ValueError(f"unknown predictor {predictor!r}")
+SPECS: dict[str, type[TaskSpec]] = {DenoiseTask.name: DenoiseSpec, SRTask.name: SRSpec, JDDTask.name: JDDSpec}
+"""The tasks whose config section has an adaptor of its own; any other registered task with a
+``tasks.<name>`` section is a :class:`SectionSpec`."""
 
 
 def task_spec(cfg: BenchmarkConfig, name: str, scale: int = 1) -> TaskSpec:
-    """The spec of task ``name`` ("denoise", "sr" with its ``scale``, "jdd")."""
-    specs = {"denoise": DenoiseSpec, "sr": SRSpec, "jdd": JDDSpec}
-    if name not in specs:
-        raise ValueError(f"unknown task {name!r}; the tasks are {', '.join(specs)}")
-    return specs[name](cfg, scale)
+    """The spec of task ``name`` (``scale``: SR's factor).
+
+    Raises:
+        ValueError: a task the config does not configure.
+    """
+    if name in SPECS:
+        return SPECS[name](cfg, scale)
+    if name in cfg.tasks.registered:
+        return SectionSpec(cfg, name)
+    raise ValueError(f"unknown task {name!r}; the tasks are {', '.join([*SPECS, *cfg.tasks.registered])}")
+
+
+def downstream_specs(cfg: BenchmarkConfig) -> list[TaskSpec]:
+    """The configured tasks other than denoising, in plan order: SR per scale, JDD, then the other
+    registered tasks in config order."""
+    out: list[TaskSpec] = []
+    if cfg.tasks.sr is not None:
+        out += [SRSpec(cfg, sc) for sc in cfg.tasks.sr.scales]
+    if cfg.tasks.jdd is not None:
+        out.append(JDDSpec(cfg))
+    return out + [SectionSpec(cfg, name) for name in cfg.tasks.registered]

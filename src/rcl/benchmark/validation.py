@@ -1,5 +1,7 @@
 """Config validation helpers of the benchmark: one-line error messages naming the full field path
-(``pretrain.rcl.lr: ...``) and the field checks shared by the config sections."""
+(``pretrain.rcl.lr: ...``), the field checks shared by the config sections, and the pre-training
+methods as the benchmark sees them (the :mod:`rcl.methods` registry and its traits: nothing here
+or above compares a method name)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 METHODS = ("rcl", "simclr", "n2v", "n2s", "ne2ne", "none")
-BASELINES = ("simclr", "n2v", "n2s", "ne2ne")
-DIRECT_METHODS = ("rcl", "n2v", "n2s", "ne2ne")  # self-supervised denoisers usable with 0 labels
-SELF_SUPERVISED_BASELINES = ("n2v", "n2s", "ne2ne")
+"""The default ``methods`` of a benchmark config (data: any registered pre-training method may be listed)."""
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_+=-][A-Za-z0-9_.+=-]*$")
 
@@ -103,11 +103,12 @@ def check_noise(spec: str, what: str = "noise") -> str:
 
 
 def check_methods(v: list[str]) -> list[str]:
+    known = pretraining_methods()
     if not v:
-        raise ValueError(f"list at least one method; choose from {', '.join(METHODS)}")
+        raise ValueError(f"list at least one method; choose from {', '.join(known)}")
     for m in v:
-        if m not in METHODS:
-            raise ValueError(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+        if m not in known:
+            raise ValueError(f"unknown method {m!r}; choose from {', '.join(known)}")
     if len(set(v)) != len(v):
         raise ValueError(f"methods repeat: {v}")
     return v
@@ -154,7 +155,39 @@ def no_cell_fields(d: dict, what: str) -> dict:
     return d
 
 
-def sr_min_size(scale: int) -> int:
-    """Smallest HR side that keeps 11 px (SSIM's window) after cropping to a multiple of ``scale``
-    and the ``scale``-px border of the SR metrics."""
-    return 11 + 3 * scale - 1
+# -- the pre-training methods (rcl.methods registry and traits) ------------------------------
+
+def pretraining_methods() -> list[str]:
+    """Names of the registered methods a benchmark can pre-train with (not ``supervised``), in
+    registration order: rcl, simclr, n2v, n2s, ne2ne, none, then any registered later."""
+    from ..methods import METHODS as REGISTRY
+
+    return [name for name, cls in REGISTRY.items() if not cls.supervised]
+
+
+def role_methods(role: str, among: list[str] | None = None) -> list[str]:
+    """The pre-training methods whose :attr:`rcl.methods.Method.claim_role` is ``role`` ("ours",
+    "scratch", "self-supervised", "contrastive"), in registration order; only those ``among``
+    a list of names when given."""
+    from ..methods import get_method
+
+    return [m for m in pretraining_methods() if get_method(m).claim_role == role and (among is None or m in among)]
+
+
+def role_method(role: str) -> str:
+    """The first registered method of claim role ``role`` (e.g. "ours": ``rcl``, "scratch": ``none``).
+
+    Raises:
+        ValueError: no registered method has that role.
+    """
+    names = role_methods(role)
+    if not names:
+        raise ValueError(f"no registered method has the claim role {role!r}")
+    return names[0]
+
+
+def method_label(name: str) -> str:
+    """A method's name in the report's tables: the "scratch" method is marked (``none (scratch)``)."""
+    from ..methods import get_method
+
+    return f"{name} (scratch)" if get_method(name).claim_role == "scratch" else name

@@ -5,7 +5,8 @@ Noise levels σ are given on the 0–255 scale, as in the literature (``--noise 
 status 2; outputs are written atomically and inputs are never overwritten.
 
 One module per command (pretrain, finetune, evaluate, restore, demo, benchmark); what they share
-is in ``common``, and every branch on the task (denoise / sr / jdd) in ``task_branches``.
+is in ``common``; the task options (``--task``, ``--scale``, ``--pattern``, default ``--noise``) are
+generated from the task registry in ``task_options``, and no command branches on a task name.
 """
 
 from __future__ import annotations

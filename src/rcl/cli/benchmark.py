@@ -8,16 +8,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import UsageError, errors_to_exit
+from .common import UsageError, errors_to_exit, path_option
 
 
 @errors_to_exit
 def benchmark(
     config: Annotated[str, typer.Argument(help="Preset name (smoke, default, colour, smoke-tasks, sr-gray, sr-colour, jdd) or a YAML config file.")],
-    data_root: Annotated[Optional[Path], typer.Option(help="Folder the config's data paths are relative to "
-                                                          "(e.g. ../shared/data).")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default runs/benchmark-<config>); "
-                                                                    "rerunning the same command resumes it.")] = None,
+    data_root: Annotated[Optional[Path], path_option(help="Folder the config's data paths are relative to "
+                                                         "(e.g. ../shared/data).")] = None,
+    out: Annotated[Optional[Path], path_option("--out", "-o", help="Run folder (default runs/benchmark-<config>); "
+                                                                   "rerunning the same command resumes it.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar over the cells.")] = True,
 ):
@@ -27,6 +27,8 @@ def benchmark(
 
     from ..benchmark import load_config, run_benchmark
 
+    if not config:
+        raise UsageError("CONFIG is empty; give a preset name or a YAML config file")
     if threads is not None and threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}")
     cfg = load_config(config, data_root)

@@ -56,13 +56,31 @@ class Arch(str, Enum):
     dncnn = "dncnn"
 
 
+def nonempty_path(value: str) -> Path:
+    """The parser of every path argument and option: an empty string is refused (it would be read
+    as the current folder), naming the option."""
+    if value == "":
+        raise typer.BadParameter("empty path; give a file or folder name (use . for the current folder)")
+    return Path(value)
+
+
+def path_argument(help: str, **kw):
+    """A path argument (empty refused, :func:`nonempty_path`)."""
+    return typer.Argument(help=help, parser=nonempty_path, **kw)
+
+
+def path_option(*names: str, help: str, **kw):
+    """A path option (empty refused, :func:`nonempty_path`)."""
+    return typer.Option(*names, help=help, parser=nonempty_path, **kw)
+
+
 SeedOpt = Annotated[int, typer.Option(min=0, max=MAX_SEED,
                                        help="Random seed (crops, masks, weights, synthetic noise).")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace existing output files (inputs are never replaced).")]
-CheckpointOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write (.safetensors).")]
+CheckpointOutOpt = Annotated[Path, path_option("--out", "-o", help="Checkpoint to write (.safetensors).")]
 StepsOpt = Annotated[int, typer.Option(help="Optimisation steps.")]
 LrOpt = Annotated[float, typer.Option(help="Adam learning rate.")]
-LogOpt = Annotated[Optional[Path], typer.Option(help="CSV log of the loss per step.")]
+LogOpt = Annotated[Optional[Path], path_option(help="CSV log of the loss per step.")]
 ProgressOpt = Annotated[bool, typer.Option(help="Show a progress bar.")]
 
 _TILE_HELP = ("Tile size in pixels (default: the whole image, or tiles chosen automatically when it would "
@@ -81,6 +99,17 @@ def check_tile(tile: Optional[int]) -> None:
     if tile is not None and tile < MIN_TILE:
         raise UsageError(f"--tile must be >= {MIN_TILE} (smaller tiles leave the network too little context "
                          f"and change the output), got {tile}")
+
+
+def check_restorer(meta: dict, checkpoint: Path) -> None:
+    """Only restoration models restore and are scored: not a pre-training whose network restores
+    nothing (e.g. on packed Bayer mosaics; :func:`rcl.tasks.pretraining_task`)."""
+    from ..tasks import pretraining_task
+
+    pre = pretraining_task(meta)
+    if pre is not None:
+        raise UsageError(f"{checkpoint}: a pre-training on {pre.pretraining_name}, not a restoration model; "
+                         f"fine-tune it with `rcl finetune --task {pre.name}`")
 
 
 def check_channels(channels: Optional[int]) -> None:
@@ -105,8 +134,28 @@ def _input_files(paths: list[Optional[Path]]) -> set[Path]:
     return files
 
 
+def name_max(folder: Path) -> int:
+    """The longest file name, in bytes, that the file system of ``folder`` (or of its nearest
+    existing parent) accepts; 255 when it does not say."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def name_too_long(path: Path) -> Optional[str]:
+    """Why the file name of ``path`` is too long for its folder's file system (None: it fits)."""
+    size, limit = len(os.fsencode(path.name)), name_max(path.parent)
+    return f"{size} bytes, over the file system's limit of {limit}" if size > limit else None
+
+
 def check_writable_target(path: Path, what: str) -> None:
     """Fail early (before any work) if ``path`` cannot be written as a file."""
+    too_long = name_too_long(path)
+    if too_long:
+        raise UsageError(f"{what}: the file name is {too_long}; choose a shorter name")
     if path.is_dir():
         raise UsageError(f"{path}: {what} is a folder; give a file name")
     parent = path.parent

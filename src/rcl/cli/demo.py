@@ -7,13 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import SeedOpt, errors_to_exit
+from .common import SeedOpt, errors_to_exit, path_option
 
 
 @errors_to_exit
 def demo(
     quick: Annotated[bool, typer.Option("--quick", help="A <1-minute smoke run (tiny budget; numbers not meaningful).")] = False,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default runs/demo-<time>).")] = None,
+    out: Annotated[Optional[Path], path_option("--out", "-o", help="Run folder (default runs/demo-<time>).")] = None,
     seed: SeedOpt = 0,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ):

@@ -9,47 +9,45 @@ from typing import Annotated, Optional
 import typer
 
 from ..configs import MAX_SEED
-from .common import OverwriteOpt, UsageError, check_channels, check_outputs, check_tile, errors_to_exit, tile_help
-from .task_branches import check_test_channels, default_eval_noise, metric_note
+from ..tasks import TASKS
+from .common import (OverwriteOpt, UsageError, check_channels, check_outputs, check_restorer, check_tile,
+                     errors_to_exit, path_argument, path_option, tile_help)
+from .task_options import EvalNoiseOpt
 
 
 @errors_to_exit
 def evaluate(
-    checkpoints: Annotated[list[Path], typer.Argument(help="One or more checkpoints of the same task to compare.")],
-    data: Annotated[Path, typer.Option("--data", help="Folder of clean test images.")],
-    noise: Annotated[Optional[str], typer.Option(
-        "--noise", help="Noise spec, σ on 0-255 (gaussian:25, gaussian:5-50, poisson:30, poisson-gaussian). "
-                        "Default: gaussian:25 (denoise, sr), poisson-gaussian (jdd).")] = None,
+    checkpoints: Annotated[list[Path], path_argument(help="One or more checkpoints of the same task to compare.")],
+    data: Annotated[Path, path_option("--data", help="Folder of clean test images.")],
+    noise: EvalNoiseOpt = None,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Noise seed of the protocol.")] = 0,
     channels: Annotated[Optional[int], typer.Option(help="Convert test images to 1 or 3 channels.")] = None,
     tile: Annotated[Optional[int], typer.Option(help=tile_help())] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write per-image scores as JSON.")] = None,
+    json_out: Annotated[Optional[Path], path_option("--json", help="Write per-image scores as JSON.")] = None,
     overwrite: OverwriteOpt = False,
 ):
-    """Score checkpoints on clean test images with fixed-seed synthetic degradations (docs/protocol.md).
-
-    Denoising: PSNR/SSIM (uint8, peak 255) beside the noisy input. SR: Y-channel PSNR/SSIM with a
-    border of `scale` px beside bicubic up-sampling. JDD: RGB PSNR/SSIM beside bilinear demosaicking.
-    """
+    # the help (docstring) is set below, from the tasks
     from ..checkpoint import load_checkpoint
     from ..data.datasets import load_image_set
     from ..data.io import atomic_write_bytes
     from ..data.noise import parse_noise_spec
     from ..evaluation import evaluate as run_evaluate
     from ..evaluation import model_denoiser
-    from ..evaluation.tasks import task_from_metadata
     from ..reporting import finite_json, print_table
+    from ..tasks import task_from_metadata
 
     check_channels(channels)
     check_tile(tile)
     if json_out is not None:
         check_outputs({"--json": json_out}, [data, *checkpoints], overwrite)
     models = [(ck, *load_checkpoint(ck)) for ck in checkpoints]
+    for ck, _, meta in models:
+        check_restorer(meta, ck)
     tasks = {(task_from_metadata(m).describe()) for _, _, m in models}
     if len(tasks) > 1:
         raise UsageError(f"checkpoints of different tasks cannot be compared in one table: {sorted(tasks)}")
     task = task_from_metadata(models[0][2])
-    noise = default_eval_noise(noise, task)  # TASK-SPECIFIC
+    noise = noise if noise is not None else task.eval_noise
     noise_model = parse_noise_spec(noise)
     if not noise_model.synthetic:
         raise UsageError("evaluation needs clean images and a synthetic --noise, not 'real'")
@@ -58,7 +56,14 @@ def evaluate(
                                           f"{f' at scale {task.scale}' if task.scale > 1 else ''}); drop the file")
     denoisers = {}
     for ck, model, meta in models:
-        check_test_channels(task, meta["model"]["in_channels"], test, ck, data)  # TASK-SPECIFIC
+        want = meta["model"]["in_channels"]
+        need = task.output_channels(want)
+        if test.channels != need and need == want:
+            raise UsageError(f"{ck}: model takes {want} channel(s), test images have {test.channels}; "
+                             f"use --channels {want}")
+        if test.channels != need:
+            raise UsageError(f"{data}: a {task.describe()} model is scored on {need}-channel test images, "
+                             f"got {test.channels} channel(s)")
         name, k = ck.name, 2
         while name in denoisers:
             name, k = f"{ck.name} ({k})", k + 1
@@ -67,11 +72,16 @@ def evaluate(
     rows = [{"method": task.reference_name, "psnr": r.mean("psnr_noisy"), "ssim": r.mean("ssim_noisy")}
             for r in list(results.values())[:1]]
     rows += [{"method": k, "psnr": r.mean("psnr"), "ssim": r.mean("ssim")} for k, r in results.items()]
-    metric = metric_note(task)  # TASK-SPECIFIC
-    print_table(f"{data} — {task.describe()}{metric}, {noise_model.describe()}, seed {seed}, {len(test)} images", rows)
+    print_table(f"{data} — {task.describe()}{task.score_note}, {noise_model.describe()}, seed {seed}, "
+                f"{len(test)} images", rows)
     if json_out is not None:
         payload = {"data": str(data), "task": task.name, "scale": task.scale, "noise": noise, "seed": seed,
                    "results": {k: r.to_dict() for k, r in results.items()}}
         text = json.dumps(finite_json(payload), indent=2, allow_nan=False)
         atomic_write_bytes(json_out, lambda tmp: tmp.write_text(text))
         typer.echo(f"wrote {json_out}")
+
+
+evaluate.__doc__ = (
+    "Score checkpoints on clean test images with fixed-seed synthetic degradations (docs/protocol.md).\n\n"
+    + " ".join(f"{cls.name}: {cls.protocol_help}." for cls in TASKS.values() if cls.protocol_help))

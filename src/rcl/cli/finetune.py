@@ -1,4 +1,4 @@
-"""`rcl finetune`: supervised fine-tuning on a label fraction (denoise, SR, JDD)."""
+"""`rcl finetune`: supervised fine-tuning on a label fraction, for any task of :mod:`rcl.tasks`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (Arch, CheckpointOutOpt, LogOpt, LrOpt, OverwriteOpt, ProgressOpt, SeedOpt, StepsOpt, UsageError,
-                     check_output_file, errors_to_exit, load_training_images)
-from .task_branches import (PatternOpt, Task, TaskNoiseOpt, check_body, check_finetune_options, check_init,
-                            default_train_noise, finetune_body_channels, run_finetune)
+                     check_output_file, errors_to_exit, load_training_images, path_argument, path_option)
+from .task_options import (DEFAULT_TASK, PatternOpt, ScaleOpt, TaskName, TrainNoiseOpt, make_task, option_default,
+                           task_check, task_help)
 
 
 def _from_scratch(what: str):
@@ -20,17 +20,16 @@ def _from_scratch(what: str):
 
 @errors_to_exit
 def finetune(
-    data: Annotated[Path, typer.Argument(help="Folder of clean training images (the labels).")],
+    data: Annotated[Path, path_argument(help="Folder of clean training images (the labels).")],
     out: CheckpointOutOpt,
-    init: Annotated[Optional[Path], typer.Option(help="Checkpoint to start from (e.g. from `rcl pretrain`); "
-                                                     "omit to train from scratch.")] = None,
-    noisy: Annotated[Optional[Path], typer.Option(help="Folder of real noisy images matching DATA by file "
-                                                       "name; omit to synthesise noise with --noise.")] = None,
-    noise: TaskNoiseOpt = None,
-    task: Annotated[Task, typer.Option(help="denoise; sr (noisy low-res → clean high-res, needs --scale); "
-                                            "jdd (noisy Bayer mosaic → clean RGB, from RGB images).")] = Task.denoise,
-    scale: Annotated[int, typer.Option(help="SR scale factor (2 or 4) for --task sr.")] = 2,
-    pattern: PatternOpt = "RGGB",
+    init: Annotated[Optional[Path], path_option(help="Checkpoint to start from (e.g. from `rcl pretrain`); "
+                                                    "omit to train from scratch.")] = None,
+    noisy: Annotated[Optional[Path], path_option(help="Folder of real noisy images matching DATA by file "
+                                                      "name; omit to synthesise noise with --noise.")] = None,
+    noise: TrainNoiseOpt = None,
+    task: Annotated[TaskName, typer.Option(help=task_help(lambda cls: cls.summary))] = DEFAULT_TASK,
+    scale: ScaleOpt = option_default("scale"),
+    pattern: PatternOpt = option_default("pattern"),
     label_fraction: Annotated[float, typer.Option(help="Fraction 0 < f <= 1 of DATA used as labels (at least one image).")] = 1.0,
     channels: Annotated[Optional[int], typer.Option(help="Convert images to 1 or 3 channels.")] = None,
     arch: Annotated[Arch, _from_scratch("Architecture")] = Arch.unet,
@@ -46,18 +45,29 @@ def finetune(
     progress: ProgressOpt = True,
     overwrite: OverwriteOpt = False,
 ):
-    """Fine-tune on a label fraction of clean images (from --init, or from scratch), for denoising,
-    super-resolution (--task sr --scale 2|4) or joint demosaicking + denoising (--task jdd)."""
+    """Fine-tune on a label fraction of clean images, from --init or from scratch, for one task (--task).
+
+    Denoising by default; the other tasks (see --task) take their own options.
+    """
     from ..checkpoint import load_checkpoint, save_checkpoint
     from ..data.datasets import load_image_set
+    from ..data.noise import parse_noise_spec
+    from ..methods import Supervised
     from ..models import ModelConfig
-    from ..training import FinetuneConfig
+    from ..tasks import TASKS, TaskFieldError
+    from ..training import fit
 
     check_output_file(out, [data, init, noisy], log=log, overwrite=overwrite)
-    noise = default_train_noise(noise, task)
-    cfg = FinetuneConfig(steps=steps, batch_size=batch_size, crop_size=crop_size, lr=lr, loss=loss,
-                         label_fraction=label_fraction, seed=seed)
-    check_finetune_options(task, noise, noisy, scale, crop_size)  # TASK-SPECIFIC
+    the_task = make_task(task, scale=scale, pattern=pattern)
+    noise = noise if noise is not None else the_task.train_noise
+    cfg = Supervised.Config(steps=steps, batch_size=batch_size, crop_size=crop_size, lr=lr, loss=loss,
+                            label_fraction=label_fraction, seed=seed)
+    if noisy is not None and not the_task.input_is_noisy_target:
+        takes = ", ".join(f"--task {name}" for name, cls in TASKS.items() if cls.input_is_noisy_target)
+        raise UsageError(f"--noisy pairs are supported for {takes} only (got --task {the_task.name})")
+    if noisy is None and not parse_noise_spec(noise).synthetic:
+        raise UsageError("--noise real needs --noisy (noisy/clean pairs); or give a synthetic --noise")
+    task_check(the_task.check_crop_size, crop_size)
     images, noise_model = load_training_images(data, noise, channels, crop_size)
     pairs = None
     if noisy is not None:
@@ -67,21 +77,29 @@ def finetune(
         for a, b, name in zip(images.images, pairs.images, images.names):
             if a.shape != b.shape:
                 raise UsageError(f"{name}: clean {tuple(a.shape)} and noisy {tuple(b.shape)} sizes differ")
-    body_channels = finetune_body_channels(task, images, data)  # TASK-SPECIFIC
+    body_channels = task_check(the_task.body_channels, images.channels, prefix=f"{data}: ")
     init_model, meta = None, {}
     if init is not None:
         init_model, meta = load_checkpoint(init)
         mcfg = ModelConfig(**meta["model"])
-        check_init(task, init, meta, pattern, scale)  # TASK-SPECIFIC
+        task_check(the_task.check_init, meta, prefix=f"{init}: ")
     else:
         mcfg = ModelConfig(arch=arch.value, in_channels=body_channels, out_channels=body_channels,
                            width=width, depth=depth)
-    check_body(task, mcfg, body_channels, data, init)  # TASK-SPECIFIC
-    model, hist, labelled, extra = run_finetune(task, images, noise_model, pairs, scale, pattern, cfg, mcfg,
-                                                init_model, log, progress)  # TASK-SPECIFIC
+    if mcfg.in_channels != body_channels:
+        hint = f"; use --channels {mcfg.in_channels}" if body_channels == images.channels else ""
+        raise UsageError(f"{data}: the task needs a model taking {body_channels} channel(s) but the model "
+                         f"({init or 'new'}) takes {mcfg.in_channels}{hint}")
+    try:
+        the_task.check_body(mcfg)
+    except TaskFieldError as exc:
+        raise UsageError(f"{init or '--arch ' + mcfg.arch}: {exc.reason}") from None
+    res = fit(the_task, Supervised, images, cfg, mcfg, init=init_model,
+              noise=noise_model if pairs is None else None, noisy=pairs, log_path=log, progress=progress)
+    model, hist, labelled = res.model, res.history, res.labelled
     save_checkpoint(out, model, mcfg, stage="finetune", init=str(init) if init else None,
                     init_stage=meta.get("stage"), noise=noise, training=cfg.model_dump(),
-                    labelled_images=labelled, final_loss=hist[-1]["loss"], **extra)
+                    labelled_images=labelled, final_loss=hist[-1]["loss"], **the_task.checkpoint_metadata(model))
     shown = ", ".join(labelled[:5]) + (f", … ({len(labelled) - 5} more)" if len(labelled) > 5 else "")
-    typer.echo(f"wrote {out} ({task.value}; {len(labelled)} labelled image(s): {shown}; "
+    typer.echo(f"wrote {out} ({the_task.name}; {len(labelled)} labelled image(s): {shown}; "
                f"final loss {hist[-1]['loss']:.4g})")

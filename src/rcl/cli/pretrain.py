@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (Arch, CheckpointOutOpt, LogOpt, LrOpt, OverwriteOpt, ProgressOpt, SeedOpt, StepsOpt, UsageError,
-                     check_output_file, errors_to_exit, load_training_images)
-from .task_branches import PatternOpt, Task, TaskNoiseOpt, default_train_noise, pretraining_data
+                     check_output_file, errors_to_exit, load_training_images, path_argument)
+from .task_options import (DEFAULT_TASK, PatternOpt, TaskName, TrainNoiseOpt, make_task, option_default,
+                           pretraining_task_help, task_check)
 
 
 class Consistency(str, Enum):
@@ -28,12 +29,11 @@ class Similarity(str, Enum):
 
 @errors_to_exit
 def pretrain(
-    data: Annotated[Path, typer.Argument(help="Folder (or file) of training images.")],
+    data: Annotated[Path, path_argument(help="Folder (or file) of training images.")],
     out: CheckpointOutOpt,
-    noise: TaskNoiseOpt = None,
-    task: Annotated[Task, typer.Option(help="denoise/sr: pre-train on the noisy images; jdd: on noisy Bayer "
-                                            "mosaics made from RGB images (packed to 4 channels).")] = Task.denoise,
-    pattern: PatternOpt = "RGGB",
+    noise: TrainNoiseOpt = None,
+    task: Annotated[TaskName, typer.Option(help=pretraining_task_help())] = DEFAULT_TASK,
+    pattern: PatternOpt = option_default("pattern"),
     channels: Annotated[Optional[int], typer.Option(help="Convert images to 1 or 3 channels (default: as read).")] = None,
     arch: Annotated[Arch, typer.Option(help="Network architecture.")] = Arch.unet,
     width: Annotated[int, typer.Option(help="Network width (channels of the first stage).")] = 16,
@@ -58,23 +58,27 @@ def pretrain(
     simulates a user's noisy collection; with --noise real they are used as they are.
     """
     from ..checkpoint import save_checkpoint
+    from ..methods import RCL
     from ..models import ModelConfig
-    from ..training import PretrainConfig
-    from ..training import pretrain as run_pretrain
+    from ..training import fit
 
     check_output_file(out, [data], log=log, overwrite=overwrite)
-    noise = default_train_noise(noise, task)
-    cfg = PretrainConfig(steps=steps, batch_images=batch_images, crop_size=crop_size, lr=lr,
-                         temperature=temperature, contrastive_weight=contrastive_weight,
-                         consistency=consistency.value, consistency_weight=consistency_weight,
-                         similarity=similarity.value, seed=seed)
+    the_task = make_task(task, pattern=pattern)
+    noise = noise if noise is not None else the_task.train_noise
+    cfg = RCL.Config(steps=steps, batch_images=batch_images, crop_size=crop_size, lr=lr,
+                     temperature=temperature, contrastive_weight=contrastive_weight,
+                     consistency=consistency.value, consistency_weight=consistency_weight,
+                     similarity=similarity.value, seed=seed)
     images, noise_model = load_training_images(data, noise, channels, crop_size)
     if len(images) < 2:
         raise UsageError(f"{data}: RCL pre-training needs at least 2 images (negatives come from other images)")
-    noisy, extra = pretraining_data(task, images, noise_model, data, pattern, seed, crop_size)  # TASK-SPECIFIC
+    task_check(the_task.check_pretraining, images, noise_model, crop_size, str(data))
+    noisy = the_task.pretraining_data(images, noise_model, seed)
     mcfg = ModelConfig(arch=arch.value, in_channels=noisy.channels, out_channels=noisy.channels,
                        width=width, depth=depth)
-    model, hist = run_pretrain(noisy, mcfg, cfg, log_path=log, progress=progress)
-    save_checkpoint(out, model, mcfg, stage="pretrain", method="rcl", noise=noise,
-                    training=cfg.model_dump(), n_images=len(images), final_loss=hist[-1]["loss"], **extra)
+    res = fit(the_task, RCL, noisy, cfg, mcfg, log_path=log, progress=progress, desc="pretrain (RCL)")
+    model, hist = res.model, res.history
+    save_checkpoint(out, model, mcfg, stage="pretrain", method=RCL.name, noise=noise,
+                    training=cfg.model_dump(), n_images=len(images), final_loss=hist[-1]["loss"],
+                    **the_task.pretraining_metadata())
     typer.echo(f"wrote {out} (final loss {hist[-1]['loss']:.4g} after {cfg.steps} steps on {len(images)} images)")

@@ -74,6 +74,23 @@ class Method:
         return model_denoiser(model)
 
 
+    # -- traits read by the benchmark (rcl.benchmark): callers never compare method names
+
+    claim_role: ClassVar[str | None] = None
+    """The method's part in the paper's claims (:mod:`rcl.benchmark.claims`): ``"ours"`` (rcl),
+    ``"scratch"`` (none: no pre-training), ``"self-supervised"`` (the denoising baselines n2v, n2s,
+    ne2ne), ``"contrastive"`` (simclr); None: in no claim. A method that is not "ours" also reads
+    the benchmark's shared ``pretrain.baselines`` fields that its :attr:`Config` declares."""
+
+    predictor_name: ClassVar[str] = "forward"
+    """How :meth:`predictor` restores an image, in words ("forward": a plain forward pass)."""
+
+    @classmethod
+    def predictor_id(cls, cfg=None) -> str | None:
+        """What :meth:`predictor` computes beyond a plain forward pass, with the config fields it
+        reads (part of the benchmark's evaluation-cell hashes); None for the plain forward pass."""
+        return None
+
 METHODS: dict[str, type[Method]] = {}
 """Registered methods: name → class (rcl, simclr, n2v, n2s, ne2ne, none, supervised, then any added)."""
 

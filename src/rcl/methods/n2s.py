@@ -92,3 +92,12 @@ class N2S(Method):
         """:func:`n2s_predict` with the training grid (``cfg.grid``; default 4)."""
         grid = cfg.grid if cfg is not None else N2SConfig().grid
         return lambda noisy, sigma: n2s_predict(model, noisy, grid=grid)
+
+    claim_role = "self-supervised"
+    predictor_name = "n2s_predict"
+
+    @classmethod
+    def predictor_id(cls, cfg: N2SConfig | None = None) -> str:
+        """``n2s_predict(grid=G)``: the J-invariant inference with the training grid."""
+        grid = cfg.grid if cfg is not None else N2SConfig().grid
+        return f"n2s_predict(grid={grid})"

@@ -51,3 +51,5 @@ class N2V(Method):
     def loss(self, model: nn.Module, generator: torch.Generator):
         x, _ = crop_batch(self.data, self.cfg.batch_size, self.cfg.crop_size, generator)
         return n2v_loss(model, x, self.cfg.mask_ratio, generator)
+
+    claim_role = "self-supervised"

@@ -65,3 +65,5 @@ class Ne2Ne(Method):
         self.calls += 1
         x, _ = crop_batch(self.data, self.cfg.batch_size, self.cfg.crop_size, generator)
         return ne2ne_loss(model, x, gamma, generator)
+
+    claim_role = "self-supervised"

@@ -25,3 +25,5 @@ class NoPretraining(Method):
 
     def loss(self, model, generator):  # pragma: no cover - never called (trains is False)
         raise RuntimeError("the 'none' method does not train")
+
+    claim_role = "scratch"

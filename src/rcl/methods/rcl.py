@@ -81,3 +81,5 @@ class RCL(Method):
     def loss(self, model: nn.Module, generator: torch.Generator):
         crops, _ = contrastive_batch(self.data, self.cfg.batch_images, self.cfg.crop_size, generator)
         return self.criterion(model, crops, generator)
+
+    claim_role = "ours"

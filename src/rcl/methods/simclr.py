@@ -98,3 +98,5 @@ class SimCLR(Method):
         z = project(model, self.head, views)
         loss = self.criterion(z)
         return loss, {"loss": float(loss.detach())}
+
+    claim_role = "contrastive"

@@ -69,3 +69,17 @@ register_task(JDDTask)
 
 __all__ = ["DenoiseTask", "JDDTask", "SRTask", "TASKS", "Task", "TaskFieldError", "get_task", "register_task",
            "task_from_metadata"]
+
+
+def pretraining_task(meta: dict) -> Task | None:
+    """The task a checkpoint was pre-trained for when its network is not a restorer of the images
+    (its metadata records the task's :meth:`Task.pretraining_metadata`, e.g. JDD's packed
+    mosaics), else None (a restorer: :func:`task_from_metadata` says which)."""
+    for cls in TASKS.values():
+        task = cls.pretrained_for(meta)
+        if task is not None:
+            return task
+    return None
+
+
+__all__ += ["pretraining_task"]

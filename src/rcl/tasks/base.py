@@ -223,3 +223,137 @@ class Task:
     def __repr__(self) -> str:
         fields = {k: v for k, v in self.metadata().items() if k != "task"}
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
+
+    # ------------------------------------------------------------------ benchmark hooks
+    # (used by rcl.benchmark; a new task gets working defaults: its reference row only)
+
+    reference_id: ClassVar[str] = "reference"
+    """Short name of the reference row (:meth:`reference`) among the network-free restorers of
+    :meth:`classical_restorer` (benchmark cell keys and cache folders: "bicubic", "bilinear", …)."""
+
+    def classical_restorer(self, name: str, **options):
+        """A network-free restorer ``(input (C, H, W), σ on [0, 1]) -> output`` of the protocol:
+        :attr:`reference_id` is :meth:`reference`; tasks add their classical methods (BM3D,
+        Malvar-He-Cutler demosaicking, …), configured by ``options`` (e.g. ``profile``).
+
+        Raises:
+            ValueError: a name the task does not know.
+        """
+        if name == self.reference_id:
+            return lambda inp, sigma: self.reference(inp)
+        raise ValueError(f"task {self.name}: unknown network-free method {name!r}")
+
+    def min_test_size(self) -> tuple[int, str | None]:
+        """The smallest side a clean test image may have, and why (None: the default reason of
+        :func:`rcl.data.datasets.load_image_set`): 11 px, SSIM's 11×11 Gaussian window (Wang et
+        al., 2004)."""
+        return 11, None
+
+    # ------------------------------------------------------------------ command-line hooks
+    # (used by rcl.cli, which never branches on a task name; messages name the CLI options)
+
+    summary: ClassVar[str] = ""
+    """What the task maps, in a few words (help of ``rcl finetune --task`` and ``rcl restore``)."""
+
+    protocol_help: ClassVar[str] = ""
+    """How ``rcl evaluate`` scores the task, in one sentence without a final period."""
+
+    score_note: ClassVar[str] = ""
+    """Appended to the task in the title of the evaluation table (e.g. " (Y channel)")."""
+
+    pretraining_help: ClassVar[str] = "the noisy images"
+    """What self-supervised pre-training for this task trains on (help of ``rcl pretrain --task``)."""
+
+    pretraining_name: ClassVar[str] = "noisy images"
+    """Short name of the pre-training data in messages ("packed Bayer mosaics")."""
+
+    cli_options: ClassVar[dict[str, str]] = {}
+    """Command-line options that parametrise the task: constructor parameter → help (e.g. SR
+    ``{"scale": "SR scale factor (2, 3, 4 or 8)"}``); the constructor's default is the option's."""
+
+    is_body: ClassVar[bool] = False
+    """The task's network is a bare body (a denoiser), whose weights can start the body of any task
+    that accepts them (:attr:`starts_from_denoiser`)."""
+
+    starts_from_denoiser: ClassVar[bool] = True
+    """Fine-tuning may start from a denoiser checkpoint (False: only from this task's own
+    pre-training or checkpoints, e.g. JDD's packed mosaics)."""
+
+    @classmethod
+    def from_options(cls, **options) -> "Task":
+        """The task built from command-line options: those named in :attr:`cli_options` that are
+        given (others are ignored; an absent one takes the constructor's default).
+
+        Raises:
+            ValueError: a bad option value, naming the option.
+        """
+        return cls(**{k: v for k, v in options.items() if k in cls.cli_options})
+
+    def check_crop_size(self, crop: int) -> None:
+        """Raise ValueError if ``--crop-size`` ``crop`` (of the clean target) does not suit the task:
+        it must be a multiple of :attr:`input_multiple`."""
+        if crop % self.input_multiple:
+            raise ValueError(f"--crop-size {crop} must be a multiple of {self.input_multiple} for {self.describe()}")
+
+    def check_tile(self, tile: int) -> None:
+        """Raise ValueError if tiles of ``tile`` input pixels cannot restore with this task's network."""
+
+    def body_channels(self, image_channels: int) -> int:
+        """Channels of the network body fine-tuned on clean images of ``image_channels``.
+
+        Raises:
+            ValueError: images this task cannot train on (the message names the task option).
+        """
+        return image_channels
+
+    def output_channels(self, in_channels: int) -> int:
+        """Channels of the output (and of the clean target) of a network taking ``in_channels``."""
+        return in_channels
+
+    def check_pretraining(self, images: ImageSet, noise: NoiseModel, crop: int, what: str) -> None:
+        """Raise ValueError (naming the option, or ``what``, the images' source) if self-supervised
+        pre-training for this task cannot use ``images`` with ``noise`` and crops of side ``crop``
+        (checked before :meth:`pretraining_data` does any work)."""
+
+    def pretraining_metadata(self) -> dict:
+        """What a checkpoint pre-trained for this task records when its network is not a restorer
+        of the images (JDD: the packed-mosaic UNet(4, 4)); {} when it is a denoiser of the images.
+        :meth:`pretrained_for` inverts it."""
+        return {}
+
+    @classmethod
+    def pretrained_for(cls, meta: dict) -> "Task | None":
+        """The task of this class a checkpoint was pre-trained for (its metadata records
+        :meth:`pretraining_metadata`), else None."""
+        return None
+
+    def checkpoint_metadata(self, model: nn.Module) -> dict:
+        """What a checkpoint of ``model``, a network trained for this task, records about the task
+        (:func:`rcl.tasks.task_from_metadata` reads it back; the network's own options, such as its
+        skip, come from ``model``)."""
+        return self.metadata()
+
+    def check_init(self, meta: dict) -> None:
+        """Raise ValueError if the checkpoint with (validated) metadata ``meta`` cannot start a
+        fine-tune of this task: accepted are this task's own pre-training or checkpoints (see
+        :meth:`check_init_task`) and, when :attr:`starts_from_denoiser`, denoisers."""
+        from . import pretraining_task, task_from_metadata
+
+        pre = pretraining_task(meta)
+        if pre is not None:
+            if type(pre) is not type(self):
+                raise ValueError(f"pre-trained on {pre.pretraining_name}; fine-tune it with --task {pre.name}")
+            self.check_init_task(pre)
+            return
+        init = task_from_metadata(meta)
+        if type(init) is type(self):
+            self.check_init_task(init)
+        elif not init.is_body:
+            raise ValueError(f"a {init.name} checkpoint cannot initialise a --task {self.name} fine-tune")
+        elif not self.starts_from_denoiser:
+            raise ValueError(f"--task {self.name} starts from a checkpoint pre-trained with "
+                             f"`rcl pretrain --task {self.name}` ({self.pretraining_name})")
+
+    def check_init_task(self, other: "Task") -> None:
+        """Raise ValueError if a checkpoint of (or pre-trained for) ``other``, a task of this class,
+        cannot start a fine-tune of this task (e.g. another SR scale)."""

@@ -75,3 +75,26 @@ class DenoiseTask(Task):
         from ..evaluation.metrics import psnr, ssim  # lazy: scikit-image is slow to import
 
         return {"psnr": psnr(out, target), "ssim": ssim(out, target)}
+
+    # ------------------------------------------------------------------ benchmark hooks
+
+    reference_id = "noisy"
+
+    def classical_restorer(self, name: str, **options):
+        """``"bm3d"``: BM3D/CBM3D with the σ the protocol passes (Dabov et al., 2007;
+        :func:`rcl.evaluation.bm3d_baseline.bm3d_denoiser`; option ``profile``, default "np")."""
+        if name == "bm3d":
+            from ..evaluation.bm3d_baseline import bm3d_denoiser
+
+            return bm3d_denoiser(profile=options.get("profile", "np"))
+        return super().classical_restorer(name, **options)
+
+    # ------------------------------------------------------------------ command-line hooks
+
+    summary = "noisy → clean, same size and channels"
+    protocol_help = "PSNR/SSIM (uint8, peak 255) beside the noisy input"
+    is_body = True
+
+    def checkpoint_metadata(self, model: nn.Module) -> dict:
+        """Nothing: a checkpoint without a ``task`` field is a denoiser."""
+        return {}

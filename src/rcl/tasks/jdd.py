@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from ..data.datasets import ImageSet, add_noise_per_image, crop_batch
-from ..data.degradations import (bayer_mosaic, check_pattern, crop_image_set, demosaic_classical, jdd_pair,
-                                 pack_bayer)
+from ..data.degradations import (PATTERNS, bayer_mosaic, check_pattern, crop_image_set, demosaic_classical,
+                                 jdd_pair, pack_bayer)
 from ..data.noise import NoiseModel, PoissonGaussianNoise
 from ..models.factory import ModelConfig, transfer_weights
 from ..models.jdd import JDD_SKIPS, JDDNet, build_jdd_model
@@ -203,3 +203,83 @@ class JDDTask(Task):
                              f"not a {channels}-channel image")
         if size is not None and min(size) < 2:
             raise ValueError(f"{what}: a Bayer mosaic needs at least 2×2 pixels, got {size[1]}×{size[0]}")
+
+    # ------------------------------------------------------------------ benchmark hooks
+
+    reference_id = "bilinear"
+
+    def classical_restorer(self, name: str, **options):
+        """``"bilinear"`` (the reference) and ``"malvar"``: classical demosaicking of the noisy mosaic
+        (:func:`rcl.data.degradations.demosaic_classical`; Malvar, He & Cutler, 2004);
+        ``"malvar+bm3d"``: CBM3D (Dabov et al., 2007) on the Malvar output with the σ the protocol
+        passes (the noise model's per-image σ on [0, 1], root of the variance averaged over the
+        mosaic; option ``profile``, default "np")."""
+        pattern = self.pattern
+        if name == "malvar":
+            return lambda y, sigma: demosaic_classical(y, pattern, "malvar")
+        if name == "malvar+bm3d":
+            from ..evaluation.bm3d_baseline import bm3d_denoise
+
+            profile = options.get("profile", "np")
+            return lambda y, sigma: bm3d_denoise(demosaic_classical(y, pattern, "malvar"), sigma, profile)
+        return super().classical_restorer(name, **options)
+
+    def min_test_size(self) -> tuple[int, str | None]:
+        """12 px: SSIM's 11×11 window after an odd side is cropped to whole 2×2 Bayer tiles."""
+        return 12, "12 px (SSIM's 11×11 window)"
+
+    # ------------------------------------------------------------------ command-line hooks
+
+    summary = "noisy one-channel Bayer mosaic → clean RGB, trained on RGB images"
+    protocol_help = "RGB PSNR/SSIM beside bilinear demosaicking"
+    pretraining_help = "noisy Bayer mosaics made from RGB images (packed to 4 channels)"
+    pretraining_name = "packed Bayer mosaics"
+    cli_options = {"pattern": f"Bayer pattern ({', '.join(PATTERNS[:-1])} or {PATTERNS[-1]})"}
+    starts_from_denoiser = False
+
+    PACKED_DATA = "packed-bayer"
+    """The ``data`` field of a checkpoint pre-trained on packed mosaics (:meth:`pretraining_metadata`)."""
+
+    def check_crop_size(self, crop: int) -> None:
+        if crop % 2:
+            raise ValueError(f"--crop-size {crop} must be even for --task {self.name} (whole Bayer tiles)")
+
+    def check_tile(self, tile: int) -> None:
+        if tile % 2:
+            raise ValueError(f"--tile must be even for a JDD model (Bayer phase), got {tile}")
+
+    def body_channels(self, image_channels: int) -> int:
+        """4, the packed mosaic, from clean RGB images."""
+        if image_channels != 3:
+            raise ValueError(f"--task {self.name} needs clean RGB images, got {image_channels} channel(s)")
+        return 4
+
+    def output_channels(self, in_channels: int) -> int:
+        return 3
+
+    def check_pretraining(self, images: ImageSet, noise: NoiseModel, crop: int, what: str) -> None:
+        if not noise.synthetic:
+            raise ValueError(f"--task {self.name} pre-trains on mosaics synthesised from clean RGB images; "
+                             "--noise real is not supported here")
+        if images.channels != 3:
+            raise ValueError(f"{what}: --task {self.name} needs RGB images to mosaic, got {images.channels} channel(s)")
+        side = images.min_side() // 2
+        if side < crop:
+            raise ValueError(f"packed mosaics are half the image size ({side} px), smaller than "
+                             f"--crop-size {crop}; use --crop-size {side} or less")
+
+    def pretraining_metadata(self) -> dict:
+        return {"data": self.PACKED_DATA, "pattern": self.pattern}
+
+    @classmethod
+    def pretrained_for(cls, meta: dict) -> "JDDTask | None":
+        if meta.get("data") != cls.PACKED_DATA:
+            return None
+        return cls(meta_pattern(meta, "RGGB"))
+
+    def checkpoint_metadata(self, model: nn.Module) -> dict:
+        return {"task": self.name, "pattern": self.pattern, "skip": getattr(model, "skip", self.skip)}
+
+    def check_init_task(self, other: Task) -> None:
+        if other.pattern != self.pattern:
+            raise ValueError(f"pre-trained on {other.pattern} mosaics, not --pattern {self.pattern}")

@@ -167,3 +167,38 @@ class SRTask(Task):
         if target.shape[0] == 3:
             res["psnr_rgb"] = psnr_rgb(out, target, self.scale)
         return res
+
+    # ------------------------------------------------------------------ benchmark hooks
+
+    reference_id = "bicubic"
+
+    def min_test_size(self) -> tuple[int, str | None]:
+        """11 px (SSIM's window) left after the crop to a multiple of the scale (up to scale − 1 px)
+        and the ``scale``-px border on both sides of the SR metrics: 11 + 3·scale − 1."""
+        n = 11 + 3 * self.scale - 1
+        return n, f"{n} px (SSIM's 11×11 window after the {self.scale}-px border); drop the file"
+
+    # ------------------------------------------------------------------ command-line hooks
+
+    summary = "noisy low-res → clean high-res, ×--scale"
+    protocol_help = "Y-channel PSNR/SSIM with a border of `scale` px beside bicubic up-sampling"
+    score_note = " (Y channel)"
+    cli_options = {"scale": f"SR scale factor ({', '.join(map(str, SR_SCALES[:-1]))} or {SR_SCALES[-1]})"}
+
+    @classmethod
+    def from_options(cls, **options) -> "SRTask":
+        scale = options.get("scale")
+        if scale is not None and scale not in SR_SCALES:
+            raise ValueError(f"--scale must be {', '.join(map(str, SR_SCALES[:-1]))} or {SR_SCALES[-1]}, got {scale}")
+        return super().from_options(**options)
+
+    def check_crop_size(self, crop: int) -> None:
+        if crop % self.scale:
+            raise ValueError(f"--crop-size {crop} must be a multiple of --scale {self.scale}")
+
+    def checkpoint_metadata(self, model: nn.Module) -> dict:
+        return {"task": self.name, "scale": self.scale, "skip": bool(getattr(model, "skip", self.skip))}
+
+    def check_init_task(self, other: Task) -> None:
+        if other.scale != self.scale:
+            raise ValueError(f"an SR ×{other.scale} checkpoint, not ×{self.scale}")
