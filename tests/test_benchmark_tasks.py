@@ -167,7 +167,7 @@ def test_tasks_end_to_end_and_resume(data_root, tmp_path):
 
     # the checkpoints are ordinary task checkpoints (SR: SRNet ×scale; JDD: JDDNet)
     from rcl.checkpoint import load_checkpoint
-    from rcl.models.sr import JDDNet, SRNet
+    from rcl.models import JDDNet, SRNet
 
     sr_model, meta = load_checkpoint(out / "cache" / "sr" / "x4" / "finetune" / "rcl" / "f0.25_s0.safetensors")
     assert isinstance(sr_model, SRNet) and meta["task"] == "sr" and meta["scale"] == 4

@@ -19,8 +19,8 @@ from rcl.benchmark import (PRESETS, BenchmarkConfig, BenchmarkConfigError, confi
                            load_config, preset_path)
 from rcl.configs import MAX_SEED, ConfigFileError, load_yaml
 from rcl.models.factory import ModelConfig
-from rcl.training.baselines import BaselineConfig
-from rcl.training.config import FinetuneConfig, PretrainConfig
+from rcl.methods import N2SConfig, N2VConfig, Ne2NeConfig, SimCLRConfig
+from rcl.training import FinetuneConfig, PretrainConfig
 
 BASE = """\
 name: strict
@@ -271,10 +271,11 @@ def test_the_largest_seed_runs_through_every_rng():
     (lambda: FinetuneConfig(seed=2**63), "seed"),
     (lambda: FinetuneConfig(label_fraction="0.5"), "label_fraction"),
     (lambda: FinetuneConfig(lr=float("nan")), "lr"),
-    (lambda: BaselineConfig(seed=2**63), "seed"),
-    (lambda: BaselineConfig(seed=-1), "seed"),
-    (lambda: BaselineConfig(grid=True), "grid"),
-    (lambda: BaselineConfig(gamma=float("inf")), "gamma"),
+    (lambda: N2VConfig(seed=2**63), "seed"),
+    (lambda: SimCLRConfig(seed=-1), "seed"),
+    (lambda: N2SConfig(grid=True), "grid"),
+    (lambda: Ne2NeConfig(gamma=float("inf")), "gamma"),
+    (lambda: N2VConfig(grid=4), "grid"),
     (lambda: ModelConfig(width="16"), "width"),
     (lambda: ModelConfig(depth=True), "depth"),
     (lambda: ModelConfig(colour=True), "colour"),
@@ -288,7 +289,7 @@ def test_python_configs_are_strict(make, field):
 def test_python_configs_accept_good_values():
     assert PretrainConfig(lr=1).lr == 1.0 and PretrainConfig(seed=MAX_SEED).seed == MAX_SEED
     assert FinetuneConfig(label_fraction=1, seed=MAX_SEED).label_fraction == 1.0
-    assert BaselineConfig(seed=MAX_SEED).seed == MAX_SEED
+    assert N2VConfig(seed=MAX_SEED).seed == MAX_SEED
     assert ModelConfig(width=8, depth=2) == ModelConfig(**ModelConfig(width=8, depth=2).model_dump())
 
 

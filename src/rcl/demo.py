@@ -31,6 +31,8 @@ from .data.datasets import ImageSet, add_noise_per_image, match_channels
 from .data.noise import GaussianRangeNoise
 from .models import ModelConfig
 
+CLI_ENTRY_POINTS = ("rcl", "__main__.py")  # argv[0] of the `rcl` script and of `python -m rcl`
+
 TRAIN_PHOTOS = ("chelsea", "coffee", "rocket", "motorcycle_left", "brick", "grass", "gravel", "moon", "coins",
                 "page", "immunohistochemistry", "hubble_deep_field")
 TEST_PHOTOS = ("camera", "astronaut", "clock")
@@ -153,8 +155,8 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
         summary = {
             "rcl_version": __version__, "quick": quick, "seed": seed, "seconds": elapsed,
             "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
-            "command": " ".join(["rcl"] + sys.argv[1:]) if Path(sys.argv[0]).name in ("rcl", "__main__.py")
-            else "rcl demo",  # the `rcl` script or `python -m rcl`; else called from Python
+            "command": " ".join(["rcl"] + sys.argv[1:]) if Path(sys.argv[0]).name in CLI_ENTRY_POINTS
+            else "rcl demo",
             "noise": noise.describe(), "train_photos": list(train_clean.names), "labelled_photo": labelled,
             "test_photos": list(test_clean.names), "pretrain": pcfg.model_dump(), "finetune": fcfg.model_dump(),
             "table": rows, "per_image_psnr": per_image,

@@ -14,7 +14,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from ..configs import ConfigFileError, PathField, Seed, StrictConfig, load_yaml
 from ..models.factory import ModelConfig
 from ..reporting import finite_json
-from ..training.config import FinetuneConfig
+from ..methods import FinetuneConfig
 from .sections import (AblationConfig, BM3DConfig, DataConfig, PretrainSection, Selection, TaskSection,
                        TasksSection, TestSetConfig)
 from .validation import (METHODS, BenchmarkConfigError, build, check_fractions, check_methods, check_name,

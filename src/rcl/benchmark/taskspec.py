@@ -172,7 +172,8 @@ class TaskSpec:
         return {}
 
     def pretrain_meta(self) -> dict:
-        return {}
+        """What a pre-training checkpoint records about the task (the task's own record)."""
+        return self.task.pretraining_metadata()
 
     def finetune_meta(self) -> dict:
         """What a fine-tuning checkpoint records about the task (denoising: the checkpoint's defaults)."""
@@ -407,9 +408,6 @@ class JDDSpec(SectionSpec):
 
     def finetune_hash_fields(self) -> dict:
         return {"task": self.name, "pattern": self.section.pattern, "skip": self.task.skip}
-
-    def pretrain_meta(self) -> dict:
-        return {"data": "packed-bayer", "pattern": self.section.pattern}
 
     def reference_rows(self):
         j = self.section

@@ -105,12 +105,3 @@ def n2s_loss(model: nn.Module, x: torch.Tensor, grid: int = 4,
     loss = ((out - x) ** 2)[mask].mean()
     return loss, {"loss": float(loss.detach())}
 
-
-def __getattr__(name: str):
-    # transitional: remove when benchmark/cli use rcl.tasks / rcl.methods / fit
-    # (inference left losses/: n2s_predict is rcl.methods.n2s.n2s_predict, the n2s method's predictor)
-    if name == "n2s_predict":
-        from ..methods.n2s import n2s_predict
-
-        return n2s_predict
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -81,7 +81,4 @@ def build_sr_model(body_cfg: ModelConfig, scale: int, skip: bool = True) -> SRNe
     return SRNet(build_unet_body(body_cfg), scale, body_cfg.out_channels, skip=skip)
 
 
-# transitional: remove when benchmark/cli use rcl.tasks / rcl.methods / fit
-from .jdd import JDDNet, build_jdd_model  # noqa: E402
-
-__all__ = ["SRNet", "build_sr_model", "transfer_weights", "JDDNet", "build_jdd_model"]
+__all__ = ["SRNet", "build_sr_model", "transfer_weights"]

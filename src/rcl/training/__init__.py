@@ -1,7 +1,7 @@
 """Training: the one :func:`fit`, the training loop, and the pretrain/finetune entry points."""
 
 from .api import finetune, pretrain
-from .config import FinetuneConfig, PretrainConfig
+from ..methods import FinetuneConfig, PretrainConfig
 from .fit import FitResult, fit, labelled_subset
 from .trainer import seed_everything, train
 
