@@ -8,8 +8,9 @@ import json
 import re
 from importlib import resources
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from ..configs import ConfigFileError, PathField, Seed, StrictConfig, load_yaml
 from ..models.factory import ModelConfig
@@ -17,10 +18,15 @@ from ..reporting import finite_json
 from ..methods import FinetuneConfig
 from .sections import (AblationConfig, BM3DConfig, DataConfig, PretrainSection, Selection, TaskSection,
                        TasksSection, TestSetConfig)
-from .validation import (METHODS, BenchmarkConfigError, build, check_fractions, check_methods, check_name,
-                         check_noise, check_seeds, deep_merge, format_errors)
+from .validation import (METHODS, BenchmarkConfigError, FractionList, MethodList, SeedList, build, check_name,
+                         check_noise, checked, deep_merge, format_errors, no_cell_fields)
 
 PRESETS = ("smoke", "default", "colour", "smoke-tasks", "sr-gray", "sr-colour", "jdd")
+
+
+def _top_level_finetune(v: FinetuneConfig) -> FinetuneConfig:
+    no_cell_fields(v.model_fields_set, "the top-level ")
+    return v
 
 
 class BenchmarkConfig(StrictConfig):
@@ -52,18 +58,18 @@ class BenchmarkConfig(StrictConfig):
             sections (:class:`SRSection`, :class:`JDDSection`; format in :mod:`rcl.benchmark`).
     """
 
-    name: str = "benchmark"
+    name: Annotated[str, checked(check_name, "benchmark name")] = "benchmark"
     note: str | None = None
     data_root: PathField | None = None
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
-    methods: list[str] = Field(default_factory=lambda: list(METHODS))
-    train_noise: str = "gaussian:5-50"
+    methods: MethodList = Field(default_factory=lambda: list(METHODS))
+    train_noise: Annotated[str, checked(check_noise, "train_noise")] = "gaussian:5-50"
     noise_seed: Seed = 1
     pretrain: PretrainSection = Field(default_factory=PretrainSection)
-    label_fractions: list[float] = Field(default_factory=lambda: [0.01, 0.05, 0.1, 1.0])
-    seeds: list[Seed] = Field(default_factory=lambda: [0, 1])
-    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    label_fractions: FractionList = Field(default_factory=lambda: [0.01, 0.05, 0.1, 1.0])
+    seeds: SeedList = Field(default_factory=lambda: [0, 1])
+    finetune: Annotated[FinetuneConfig, AfterValidator(_top_level_finetune)] = Field(default_factory=FinetuneConfig)
     bm3d: BM3DConfig = Field(default_factory=BM3DConfig)
     ablations: list[AblationConfig] = Field(default_factory=list)
     ablation_fraction: float | None = Field(None, gt=0, le=1)
@@ -107,40 +113,6 @@ class BenchmarkConfig(StrictConfig):
                 model.setdefault("out_channels", ch)
                 raw["model"] = model
         return raw
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v):
-        return check_name(v, "benchmark name")
-
-    @field_validator("methods")
-    @classmethod
-    def _methods(cls, v):
-        return check_methods(v)
-
-    @field_validator("train_noise")
-    @classmethod
-    def _train_noise(cls, v):
-        return check_noise(v, "train_noise")
-
-    @field_validator("label_fractions")
-    @classmethod
-    def _fractions(cls, v):
-        return check_fractions(v)
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, v):
-        return check_seeds(v)
-
-    @field_validator("finetune")
-    @classmethod
-    def _finetune(cls, v: FinetuneConfig):
-        for f in ("label_fraction", "seed"):
-            if f in v.model_fields_set:
-                other = "label_fractions" if f == "label_fraction" else "seeds"
-                raise ValueError(f"{f} is set per cell; list the values in the top-level {other!r} instead")
-        return v
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -7,24 +7,16 @@ the sections that take registry names as keys (``pretrain``, ``tasks``) refuse a
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from ..configs import Channels, PathField, Seed, StrictConfig
-from .validation import (NestedConfigError, build, check_exists, check_fractions, check_methods, check_name,
-                         check_noise, check_seeds, check_unique_tests, no_cell_fields, pretraining_methods,
-                         role_method)
+from .validation import (FractionList, MethodList, NestedConfigError, NoiseList, NoiseSpec, SeedList, TaskFinetune,
+                         TrainPath, build, check_exists, check_name, check_noise, check_unique_noises,
+                         check_unique_tests, checked, pretraining_methods, role_method)
 
 UNKNOWN = "unknown field (not allowed here)"
-
-
-def _optional_train(cls, v):
-    return None if v is None else check_exists(v, "training images")
-
-
-def _optional_noise(cls, v):
-    return None if v is None else check_noise(v, "noise")
 
 
 class TestSetConfig(StrictConfig):
@@ -39,30 +31,12 @@ class TestSetConfig(StrictConfig):
         crop: centre-crop every image to at most crop×crop (to bound time; None = whole images).
     """
 
-    name: str
-    path: PathField
+    name: Annotated[str, checked(check_name, "test set name")]
+    path: Annotated[PathField, checked(check_exists, "test set path")]
     channels: Channels | None = None
-    noises: list[str] = Field(min_length=1)
+    noises: Annotated[list[str], Field(min_length=1), AfterValidator(check_unique_noises)]
     max_images: int | None = Field(None, ge=1)
     crop: int | None = Field(None, ge=16)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v):
-        return check_name(v, "test set name")
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, v):
-        return check_exists(v, "test set path")
-
-    @field_validator("noises")
-    @classmethod
-    def _noises(cls, v):
-        out = [check_noise(s) for s in v]
-        if len(set(out)) != len(out):
-            raise ValueError(f"noise specs repeat: {v}")
-        return out
 
 
 class DataConfig(StrictConfig):
@@ -76,15 +50,10 @@ class DataConfig(StrictConfig):
         test: the denoising test sets (may be empty only with ``tasks.denoise: false``).
     """
 
-    train: PathField
+    train: TrainPath
     channels: Channels = 1
     max_train_images: int | None = Field(None, ge=2)
     test: list[TestSetConfig] = Field(default_factory=list)
-
-    @field_validator("train")
-    @classmethod
-    def _train(cls, v):
-        return check_exists(v, "training images")
 
     @model_validator(mode="after")
     def _unique(self):
@@ -96,12 +65,7 @@ class Selection(StrictConfig):
     """A test set and some of its noises (None = all of them)."""
 
     test: str
-    noises: list[str] | None = None
-
-    @field_validator("noises")
-    @classmethod
-    def _noises(cls, v):
-        return None if v is None else [check_noise(s) for s in v]
+    noises: NoiseList | None = None
 
 
 class BM3DConfig(StrictConfig):
@@ -124,13 +88,8 @@ class AblationConfig(StrictConfig):
     """A named variant of RCL pre-training: fields of :class:`rcl.methods.RCLConfig` that differ from
     ``pretrain.rcl`` (e.g. ``{similarity: l2}``, ``{consistency: none}``, ``{temperature: 0.5}``)."""
 
-    name: str
+    name: Annotated[str, checked(check_name, "ablation name")]
     rcl: dict[str, Any] = Field(min_length=1)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v):
-        return check_name(v, "ablation name")
 
 
 class PretrainSection(StrictConfig):
@@ -221,31 +180,11 @@ class TaskSection(StrictConfig):
     """Fields shared by the SR and JDD sections (None = the top-level value)."""
 
     test: list[TestSetConfig] = Field(min_length=1)
-    methods: list[str] | None = None
-    label_fractions: list[float] | None = None
-    seeds: list[Seed] | None = None
-    finetune: dict[str, Any] = Field(default_factory=dict)
+    methods: MethodList | None = None
+    label_fractions: FractionList | None = None
+    seeds: SeedList | None = None
+    finetune: TaskFinetune = Field(default_factory=dict)
     max_test_images: int | None = Field(None, ge=1)
-
-    @field_validator("methods")
-    @classmethod
-    def _methods(cls, v):
-        return None if v is None else check_methods(v)
-
-    @field_validator("label_fractions")
-    @classmethod
-    def _fractions(cls, v):
-        return None if v is None else check_fractions(v)
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, v):
-        return None if v is None else check_seeds(v)
-
-    @field_validator("finetune")
-    @classmethod
-    def _finetune(cls, v):
-        return no_cell_fields(v, "this task section")
 
     @model_validator(mode="after")
     def _unique(self):
@@ -268,7 +207,7 @@ class SRSection(TaskSection):
     """
 
     scales: list[int] = Field(default_factory=lambda: [2, 4])
-    train_noise: str | None = None
+    train_noise: Annotated[str, checked(check_noise, "train_noise")] | None = None
 
     @field_validator("scales")
     @classmethod
@@ -281,11 +220,6 @@ class SRSection(TaskSection):
         if len(set(v)) != len(v):
             raise ValueError(f"scales repeat: {v}")
         return sorted(v)
-
-    @field_validator("train_noise")
-    @classmethod
-    def _noise(cls, v):
-        return None if v is None else check_noise(v, "train_noise")
 
 
 class JDDBM3DConfig(StrictConfig):
@@ -315,17 +249,15 @@ class JDDSection(TaskSection):
         bm3d: the Malvar + BM3D row.
     """
 
-    train: PathField | None = None
+    train: TrainPath | None = None
     max_train_images: int | None = Field(None, ge=2)
     pattern: str = "RGGB"
-    noise: str = "poisson-gaussian"
+    noise: NoiseSpec = "poisson-gaussian"
     noise_seed: Seed | None = None
     model: dict[str, Any] = Field(default_factory=dict)
     pretrain: dict[str, Any] = Field(default_factory=dict)
     malvar: bool = True
     bm3d: JDDBM3DConfig = Field(default_factory=JDDBM3DConfig)
-
-    _train = field_validator("train")(_optional_train)
 
     @field_validator("pattern")
     @classmethod
@@ -333,8 +265,6 @@ class JDDSection(TaskSection):
         from ..data.degradations import check_pattern
 
         return check_pattern(v)
-
-    _noise = field_validator("noise")(_optional_noise)
 
     @field_validator("model")
     @classmethod
@@ -365,13 +295,10 @@ class RegisteredTaskSection(TaskSection):
     """
 
     params: dict[str, Any] = Field(default_factory=dict)
-    train: PathField | None = None
+    train: TrainPath | None = None
     max_train_images: int | None = Field(None, ge=2)
-    noise: str | None = None
+    noise: NoiseSpec | None = None
     noise_seed: Seed | None = None
-
-    _train = field_validator("train")(_optional_train)
-    _noise = field_validator("noise")(_optional_noise)
 
 
 class TasksSection(StrictConfig):

@@ -1,14 +1,18 @@
 """Config validation helpers of the benchmark: one-line error messages naming the full field path
-(``pretrain.rcl.lr: ...``), the field checks shared by the config sections, and the pre-training
-methods as the benchmark sees them (the :mod:`rcl.methods` registry and its traits: nothing here
-or above compares a method name)."""
+(``pretrain.rcl.lr: ...``), the field checks shared by the config sections and the annotated field
+types that apply them (defined once, used by every section with such a field), and the
+pre-training methods as the benchmark sees them (the :mod:`rcl.methods` registry and its traits:
+nothing here or above compares a method name)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated, Any, Callable, Iterable
 
-from pydantic import ValidationError
+from pydantic import AfterValidator, ValidationError
+
+from ..configs import PathField, Seed
 
 METHODS = ("rcl", "simclr", "n2v", "n2s", "ne2ne", "none")
 """The default ``methods`` of a benchmark config (data: any registered pre-training method may be listed)."""
@@ -147,12 +151,55 @@ def check_unique_tests(tests: list) -> None:
         raise ValueError(f"test set names repeat: {[t.name for t in tests]}")
 
 
-def no_cell_fields(d: dict, what: str) -> dict:
-    for f in ("label_fraction", "seed"):
-        if f in d:
-            other = "label_fractions" if f == "label_fraction" else "seeds"
-            raise ValueError(f"{f} is set per cell; list the values in {what}'s {other!r} instead")
+def no_cell_fields(given: Iterable[str], where: str) -> None:
+    """Refuse the fine-tuning fields set per cell (label_fraction, seed) among the field names
+    ``given``; the message points to the list in ``where`` (``"the top-level "``,
+    ``"this task section's "``)."""
+    for f, other in (("label_fraction", "label_fractions"), ("seed", "seeds")):
+        if f in given:
+            raise ValueError(f"{f} is set per cell; list the values in {where}{other!r} instead")
+
+
+def check_noise_list(v: list[str]) -> list[str]:
+    """Every spec of ``v`` checked (:func:`check_noise`) and normalised."""
+    return [check_noise(s) for s in v]
+
+
+def check_unique_noises(v: list[str]) -> list[str]:
+    """:func:`check_noise_list`, refusing a spec given twice (after normalisation)."""
+    out = check_noise_list(v)
+    if len(set(out)) != len(out):
+        raise ValueError(f"noise specs repeat: {v}")
+    return out
+
+
+def _task_finetune(d: dict) -> dict:
+    no_cell_fields(d, "this task section's ")
     return d
+
+
+# -- field types: a check applied after the type's own validation, with the field's path -----
+
+def checked(check: Callable[..., Any], *args: Any) -> AfterValidator:
+    """The validator ``check(value, *args)`` (its ValueError is the field's error), for
+    ``Annotated[type, checked(check_name, "test set name")]``."""
+    return AfterValidator(lambda v: check(v, *args))
+
+
+MethodList = Annotated[list[str], AfterValidator(check_methods)]
+"""Registered pre-training methods, at least one, none twice."""
+FractionList = Annotated[list[float], AfterValidator(check_fractions)]
+"""Label fractions in (0, 1], at least one, none twice; sorted."""
+SeedList = Annotated[list[Seed], AfterValidator(check_seeds)]
+"""Seeds, at least one, none twice."""
+NoiseList = Annotated[list[str], AfterValidator(check_noise_list)]
+"""Synthetic noise specs, normalised."""
+TaskFinetune = Annotated[dict[str, Any], AfterValidator(_task_finetune)]
+"""A task section's fine-tuning fields, without the per-cell label_fraction and seed."""
+NoiseSpec = Annotated[str, checked(check_noise, "noise")]
+"""A synthetic noise spec, normalised (named "noise" in messages)."""
+TrainPath = Annotated[PathField, checked(check_exists, "training images")]
+"""An existing folder (or file) of clean training images."""
 
 
 # -- the pre-training methods (rcl.methods registry and traits) ------------------------------

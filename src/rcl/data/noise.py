@@ -27,6 +27,14 @@ def _uniform(lo: float, hi: float, n: int, generator: torch.Generator | None) ->
     return lo + (hi - lo) * torch.rand(n, generator=generator)
 
 
+def _add_white_gaussian(clean: torch.Tensor, sigma: torch.Tensor, generator: torch.Generator | None):
+    """``clean`` (B, C, H, W) plus white Gaussian noise of σ ``sigma[i]`` (B,) on image i (one
+    ``randn`` draw of the batch's shape); returns ``(noisy, {"sigma": sigma})``."""
+    b = clean.shape[0]
+    noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype)
+    return clean + noise * sigma.view(b, 1, 1, 1).to(clean), {"sigma": sigma}
+
+
 class NoiseModel:
     """Base class. ``model(clean, generator) -> (noisy, params)``.
 
@@ -61,10 +69,7 @@ class GaussianNoise(NoiseModel):
             raise ValueError(f"σ must be in [0, {MAX_SIGMA * SCALE:g}]/255, got {self.sigma * SCALE:g}/255")
 
     def apply(self, clean, generator):
-        b = clean.shape[0]
-        sigma = torch.full((b,), float(self.sigma))
-        noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype)
-        return clean + noise * sigma.view(b, 1, 1, 1).to(clean), {"sigma": sigma}
+        return _add_white_gaussian(clean, torch.full((clean.shape[0],), float(self.sigma)), generator)
 
     def describe(self) -> str:
         return f"gaussian σ={self.sigma * SCALE:g}/255"
@@ -89,10 +94,8 @@ class GaussianRangeNoise(NoiseModel):
                              f"{self.sigma_max * SCALE:g} (0-255 scale)")
 
     def apply(self, clean, generator):
-        b = clean.shape[0]
-        sigma = _uniform(self.sigma_min, self.sigma_max, b, generator)
-        noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype)
-        return clean + noise * sigma.view(b, 1, 1, 1).to(clean), {"sigma": sigma}
+        sigma = _uniform(self.sigma_min, self.sigma_max, clean.shape[0], generator)  # drawn before the noise
+        return _add_white_gaussian(clean, sigma, generator)
 
     def describe(self) -> str:
         return f"gaussian σ~U[{self.sigma_min * SCALE:g}, {self.sigma_max * SCALE:g}]/255 per image"

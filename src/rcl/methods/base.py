@@ -12,11 +12,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, ClassVar
 
 import torch
+from pydantic import Field
 from torch import nn
 
-from ..configs import StrictConfig
-from ..data.datasets import ImageSet
+from ..configs import Seed, StrictConfig
+from ..data.datasets import ImageSet, crop_batch
 from ..data.noise import NoiseModel
+from ..registry import lookup, register
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..tasks.base import Task
@@ -102,15 +104,12 @@ def register_method(cls: type[Method]) -> type[Method]:
         TypeError: not a Method subclass with a name and a Config.
         ValueError: another class is registered under that name.
     """
-    if not (isinstance(cls, type) and issubclass(cls, Method)) or not isinstance(getattr(cls, "name", None), str):
-        raise TypeError(f"register_method takes a Method subclass with a name, got {cls!r}")
+    return register(METHODS, cls, Method, "method", "register_method", check=_check_config)
+
+
+def _check_config(cls: type[Method]) -> None:
     if not (isinstance(getattr(cls, "Config", None), type) and issubclass(cls.Config, StrictConfig)):
         raise TypeError(f"method {cls.name!r}: Config must be a StrictConfig subclass")
-    other = METHODS.get(cls.name)
-    if other is not None and other is not cls:
-        raise ValueError(f"method {cls.name!r} is already registered ({other.__module__}.{other.__qualname__})")
-    METHODS[cls.name] = cls
-    return cls
 
 
 def get_method(name: str) -> type[Method]:
@@ -119,12 +118,74 @@ def get_method(name: str) -> type[Method]:
     Raises:
         ValueError: unknown name (the message lists the known methods).
     """
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; use one of {', '.join(METHODS)}")
-    return METHODS[name]
+    return lookup(METHODS, name, "method")
 
 
 def check_crop(images: ImageSet, crop: int) -> None:
     """Raise ValueError if an image is smaller than the crop size."""
     if images.min_side() < crop:
         raise ValueError(f"an image is smaller ({images.min_side()} px) than the crop size {crop}")
+
+
+# -- self-supervised denoising on crops of the noisy collection (n2v, n2s, ne2ne) -------------
+
+class CropConfig(StrictConfig):
+    """The fields of a method trained on random crops of the noisy collection (each subclass
+    documents them with its own meaning of ``seed``).
+
+    Attributes:
+        steps: optimisation steps.
+        batch_size: crops per step.
+        crop_size: side of the square crops, in pixels.
+        lr: Adam learning rate (cosine-decayed to 1 % by the trainer).
+        seed: seeds the crops, the method's own draws and the initial weights (0 ≤ seed ≤ MAX_SEED).
+    """
+
+    steps: int = Field(800, ge=1)
+    batch_size: int = Field(16, ge=1)
+    crop_size: int = Field(48, ge=8)
+    lr: float = Field(1e-3, gt=0, le=1)
+    seed: Seed = 0
+
+
+class CropLossMethod(Method):
+    """Base of the self-supervised denoisers (n2v, n2s, ne2ne): each step draws ``batch_size``
+    random dihedral-augmented crops (B, C, crop, crop) of the noisy collection
+    (:func:`rcl.data.datasets.crop_batch`) and returns ``criterion(model, crops, parameter,
+    generator)``, whose draws follow the crops' on the same generator. The network it trains is a
+    restorer usable with 0 labels.
+
+    A subclass names its loss in the class statement,
+    ``class N2V(CropLossMethod, criterion=n2v_loss, parameter="mask_ratio")``: ``parameter`` is
+    the config field passed to the criterion; a subclass with a parameter that changes per step
+    overrides :meth:`loss_parameter` instead.
+
+    Raises (constructor): ValueError if an image is smaller than the crop.
+    """
+
+    Config: ClassVar[type[CropConfig]]
+    zero_label = True
+    claim_role = "self-supervised"
+    criterion: ClassVar[Callable[..., tuple[torch.Tensor, dict]]]
+    """``f(model, x (B, C, crop, crop), parameter, generator) -> (scalar loss, logs)``."""
+    parameter: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, criterion: Callable | None = None, parameter: str | None = None, **kw):
+        super().__init_subclass__(**kw)
+        if criterion is not None:
+            cls.criterion = staticmethod(criterion)
+        if parameter is not None:
+            cls.parameter = parameter
+
+    def __init__(self, data, cfg: CropConfig, **kw):
+        check_crop(data, cfg.crop_size)
+        super().__init__(data, cfg, **kw)
+
+    def loss(self, model: nn.Module, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
+        parameter = self.loss_parameter()
+        x, _ = crop_batch(self.data, self.cfg.batch_size, self.cfg.crop_size, generator)
+        return self.criterion(model, x, parameter, generator)
+
+    def loss_parameter(self):
+        """The criterion's parameter for the step about to be taken: the config field ``parameter``."""
+        return getattr(self.cfg, self.parameter)

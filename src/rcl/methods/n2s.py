@@ -13,29 +13,18 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..configs import Seed, StrictConfig
-from ..data.datasets import crop_batch
 from ..losses.noise2self import n2s_loss, n2s_mask
-from .base import Method, Predictor, check_crop, register_method
+from .base import CropConfig, CropLossMethod, Predictor, register_method
 
 
-class N2SConfig(StrictConfig):
-    """Noise2Self pre-training.
+class N2SConfig(CropConfig):
+    """Noise2Self pre-training: the :class:`~rcl.methods.base.CropConfig` fields (steps,
+    batch_size, crop_size, lr; ``seed`` seeds crops, phases and initial weights) and its own.
 
     Attributes:
-        steps: optimisation steps.
-        batch_size: crops per step.
-        crop_size: side of the square crops, in pixels.
-        lr: Adam learning rate (cosine-decayed to 1 % by the trainer).
-        seed: seeds crops, phases and initial weights (0 ≤ seed ≤ MAX_SEED).
         grid: grid period g ≥ 2 (1/g² of the pixels masked per step).
     """
 
-    steps: int = Field(800, ge=1)
-    batch_size: int = Field(16, ge=1)
-    crop_size: int = Field(48, ge=8)
-    lr: float = Field(1e-3, gt=0, le=1)
-    seed: Seed = 0
     grid: int = Field(4, ge=2)
 
 
@@ -72,20 +61,11 @@ def n2s_predict(model: nn.Module, x: torch.Tensor, grid: int = 4) -> torch.Tenso
 
 
 @register_method
-class N2S(Method):
+class N2S(CropLossMethod, criterion=n2s_loss, parameter="grid"):
     """Noise2Self. Raises (constructor) ValueError if an image is smaller than the crop."""
 
     name = "n2s"
     Config = N2SConfig
-    zero_label = True
-
-    def __init__(self, data, cfg: N2SConfig, **kw):
-        check_crop(data, cfg.crop_size)
-        super().__init__(data, cfg, **kw)
-
-    def loss(self, model: nn.Module, generator: torch.Generator):
-        x, _ = crop_batch(self.data, self.cfg.batch_size, self.cfg.crop_size, generator)
-        return n2s_loss(model, x, self.cfg.grid, generator)
 
     @classmethod
     def predictor(cls, model: nn.Module, cfg: N2SConfig | None = None) -> Predictor:
@@ -93,7 +73,6 @@ class N2S(Method):
         grid = cfg.grid if cfg is not None else N2SConfig().grid
         return lambda noisy, sigma: n2s_predict(model, noisy, grid=grid)
 
-    claim_role = "self-supervised"
     predictor_name = "n2s_predict"
 
     @classmethod

@@ -14,6 +14,7 @@ outside this package needs to know its name.
 
 from __future__ import annotations
 
+from ..registry import lookup, register
 from .base import Task, TaskFieldError, short_repr
 
 TASKS: dict[str, type[Task]] = {}
@@ -24,15 +25,10 @@ def register_task(cls: type[Task]) -> type[Task]:
     """Class decorator adding a :class:`Task` subclass to :data:`TASKS` under ``cls.name``.
 
     Raises:
+        TypeError: not a Task subclass with a name.
         ValueError: another class is registered under that name.
     """
-    if not (isinstance(cls, type) and issubclass(cls, Task)) or not isinstance(getattr(cls, "name", None), str):
-        raise TypeError(f"register_task takes a Task subclass with a name, got {cls!r}")
-    other = TASKS.get(cls.name)
-    if other is not None and other is not cls:
-        raise ValueError(f"task {cls.name!r} is already registered ({other.__module__}.{other.__qualname__})")
-    TASKS[cls.name] = cls
-    return cls
+    return register(TASKS, cls, Task, "task", "register_task")
 
 
 def get_task(name: str, **params) -> Task:
@@ -41,9 +37,7 @@ def get_task(name: str, **params) -> Task:
     Raises:
         ValueError: unknown name (the message lists the known tasks), or bad ``params``.
     """
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; use one of {', '.join(TASKS)}")
-    return TASKS[name](**params)
+    return lookup(TASKS, name, "task")(**params)
 
 
 def task_from_metadata(meta: dict) -> Task:

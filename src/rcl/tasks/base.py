@@ -13,14 +13,16 @@ batches are (B, C, H, W); σ values are on the [0, 1] scale.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import copy
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
 
 from ..data.datasets import ImageSet, add_noise_per_image
 from ..data.noise import NoiseModel
-from ..models.factory import ModelConfig
+from ..models.factory import ModelConfig, transfer_weights
+from ..models.unet import UNet
 
 
 class TaskFieldError(ValueError):
@@ -81,6 +83,46 @@ def check_channels(images: ImageSet, model_channels: int) -> None:
     """Raise ValueError if ``images`` do not have the ``model_channels`` the network takes."""
     if images.channels != model_channels:
         raise ValueError(f"images have {images.channels} channel(s) but the model takes {model_channels}")
+
+
+def init_with_body(task: "Task", body: ModelConfig, init: nn.Module | None, net_type: type[nn.Module],
+                   check: Callable[[nn.Module], None] | None = None) -> nn.Module:
+    """:meth:`Task.init_model` of a task whose network (``net_type``: SRNet, JDDNet) wraps a U-Net
+    ``body``: a fresh network (``init`` None); a copy of a ``net_type`` ``init`` (after
+    ``check(init)``); or a fresh network whose body gets the weights of a U-Net ``init``.
+
+    Raises:
+        TypeError: another kind of ``init`` (the message names ``net_type``).
+    """
+    if init is None:
+        return task.build_model(body)
+    if isinstance(init, net_type):
+        if check is not None:
+            check(init)
+        return copy.deepcopy(init)
+    if isinstance(init, UNet):
+        model = task.build_model(body)
+        transfer_weights(model.body, init)
+        return model
+    raise TypeError(f"init must be a {net_type.__name__}, a U-Net denoiser or None, got {type(init).__name__}")
+
+
+def check_synthesised_training(task: "Task", clean: ImageSet, cfg, noise: NoiseModel | None, inputs: ImageSet | None,
+                               *, crop: tuple[str, str], no_real: str, pairs: tuple[str, str]) -> None:
+    """The checks of :meth:`Task.check_training` for a task that synthesises its input from clean
+    crops (SR, JDD), in this order: ``cfg.crop_size`` a multiple of ``task.input_multiple``
+    ("the <crop[0]> (N) must be <crop[1]>"), a synthetic noise model or None (``no_real``), and
+    one fixed input per clean image ("<n> <pairs[0]> for <m> <pairs[1]>").
+
+    Raises:
+        ValueError: the first check that fails, with its message.
+    """
+    if cfg.crop_size % task.input_multiple:
+        raise ValueError(f"the {crop[0]} ({cfg.crop_size}) must be {crop[1]}")
+    if noise is not None and not noise.synthetic:
+        raise ValueError(no_real)
+    if inputs is not None and len(inputs) != len(clean):
+        raise ValueError(f"{len(inputs)} {pairs[0]} for {len(clean)} {pairs[1]}")
 
 
 def noisy_copies(images: ImageSet, noise: NoiseModel | None, seed: int) -> tuple[ImageSet, torch.Tensor]:

@@ -15,8 +15,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
@@ -24,10 +22,10 @@ from ..data.datasets import ImageSet, add_noise_per_image, crop_batch
 from ..data.degradations import (PATTERNS, bayer_mosaic, check_pattern, crop_image_set, demosaic_classical,
                                  jdd_pair, pack_bayer)
 from ..data.noise import NoiseModel, PoissonGaussianNoise
-from ..models.factory import ModelConfig, transfer_weights
+from ..models.factory import ModelConfig
 from ..models.jdd import JDD_SKIPS, JDDNet, build_jdd_model
-from ..models.unet import UNet
-from .base import Task, TaskFieldError, meta_pattern, short_repr, unet_body_only, unit_scale
+from .base import (Task, TaskFieldError, check_synthesised_training, init_with_body, meta_pattern, short_repr,
+                   unet_body_only, unit_scale)
 
 
 def mosaic_crops(mosaics: ImageSet, targets: ImageSet, batch: int, crop: int,
@@ -118,17 +116,11 @@ class JDDTask(Task):
         Raises:
             TypeError: another kind of ``init``. ValueError: a JDDNet of another pattern.
         """
-        if init is None:
-            return self.build_model(body)
-        if isinstance(init, JDDNet):
-            if init.pattern != self.pattern:
-                raise ValueError(f"init was trained for the {init.pattern} pattern, not {self.pattern}")
-            return copy.deepcopy(init)
-        if isinstance(init, UNet):
-            model = self.build_model(body)
-            transfer_weights(model.body, init)
-            return model
-        raise TypeError(f"init must be a JDDNet, a U-Net denoiser or None, got {type(init).__name__}")
+        return init_with_body(self, body, init, JDDNet, check=self._same_pattern)
+
+    def _same_pattern(self, init: JDDNet) -> None:
+        if init.pattern != self.pattern:
+            raise ValueError(f"init was trained for the {init.pattern} pattern, not {self.pattern}")
 
     def pretrain_model_config(self, body: ModelConfig) -> ModelConfig:
         """``body`` with 4 input and output channels: the residual UNet(4, 4) on packed mosaics."""
@@ -179,12 +171,9 @@ class JDDTask(Task):
         if body.in_channels != 4:
             raise ValueError(f"the JDD body takes packed mosaics: body_cfg.in_channels must be 4, "
                              f"got {body.in_channels}")
-        if cfg.crop_size % 2:
-            raise ValueError(f"the crop size ({cfg.crop_size}) must be even (whole 2×2 Bayer tiles)")
-        if noise is not None and not noise.synthetic:
-            raise ValueError("JDD training synthesises the mosaic: give a synthetic noise model")
-        if inputs is not None and len(inputs) != len(clean):
-            raise ValueError(f"{len(inputs)} noisy mosaics for {len(clean)} clean images")
+        check_synthesised_training(self, clean, cfg, noise, inputs, crop=("crop size", "even (whole 2×2 Bayer tiles)"),
+                                   no_real="JDD training synthesises the mosaic: give a synthetic noise model",
+                                   pairs=("noisy mosaics", "clean images"))
 
     # ------------------------------------------------------------------ protocol
 

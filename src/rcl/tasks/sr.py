@@ -13,18 +13,16 @@
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
 from ..data.datasets import ImageSet, crop_batch, random_dihedral
 from ..data.degradations import bicubic_downscale, bicubic_upscale, crop_image_set, sr_pair
 from ..data.noise import NoiseModel
-from ..models.factory import ModelConfig, transfer_weights
+from ..models.factory import ModelConfig
 from ..models.sr import SRNet, build_sr_model
-from ..models.unet import UNet
-from .base import Task, TaskFieldError, check_channels, meta_pattern, noisy_copies, short_repr, unet_body_only
+from .base import (Task, TaskFieldError, check_channels, check_synthesised_training, init_with_body, meta_pattern,
+                   noisy_copies, short_repr, unet_body_only)
 
 SR_SCALES = (2, 3, 4, 8)
 """Scales a checkpoint may record (and the CLI accepts)."""
@@ -118,15 +116,7 @@ class SRTask(Task):
     def init_model(self, body: ModelConfig, init: nn.Module | None) -> SRNet:
         """Fresh SRNet; a copy of an SRNet ``init``; or a fresh SRNet whose body gets a U-Net
         denoiser's weights (its tail starts at zero: the bicubic baseline)."""
-        if init is None:
-            return self.build_model(body)
-        if isinstance(init, SRNet):
-            return copy.deepcopy(init)
-        if isinstance(init, UNet):
-            model = self.build_model(body)
-            transfer_weights(model.body, init)
-            return model
-        raise TypeError(f"init must be a SRNet, a U-Net denoiser or None, got {type(init).__name__}")
+        return init_with_body(self, body, init, SRNet)
 
     # ------------------------------------------------------------------ data
 
@@ -148,12 +138,10 @@ class SRTask(Task):
 
     def check_training(self, clean, body, cfg, noise=None, inputs=None) -> None:
         check_channels(clean, body.in_channels)
-        if cfg.crop_size % self.scale:
-            raise ValueError(f"the HR crop size ({cfg.crop_size}) must be a multiple of the scale ({self.scale})")
-        if noise is not None and not noise.synthetic:
-            raise ValueError("SR training synthesises the LR input: give a synthetic noise model (or None)")
-        if inputs is not None and len(inputs) != len(clean):
-            raise ValueError(f"{len(inputs)} noisy LR images for {len(clean)} clean HR images")
+        check_synthesised_training(
+            self, clean, cfg, noise, inputs, crop=("HR crop size", f"a multiple of the scale ({self.scale})"),
+            no_real="SR training synthesises the LR input: give a synthetic noise model (or None)",
+            pairs=("noisy LR images", "clean HR images"))
 
     # ------------------------------------------------------------------ protocol
 
