@@ -196,3 +196,50 @@ def test_tasks_end_to_end_and_resume(data_root, tmp_path):
     n_sr_ft = 2 * len(METHODS) * 2 * 2  # scales × methods × fractions × seeds
     assert len(third["computed"]) == 2 * n_sr_ft  # each with its one evaluation
     assert all(k.startswith(("sr x", "eval sr x")) and "bicubic" not in k for k in third["computed"])
+
+
+# ---------------------------------------------------------------------------------------------
+# test and training images checked against the task before any cell runs
+# ---------------------------------------------------------------------------------------------
+
+def _bad_image_root(root: Path) -> Path:
+    import torch
+
+    from rcl.data.io import write_image
+
+    g = torch.Generator().manual_seed(0)
+    for i in range(3):
+        write_image(root / "rgb" / f"r{i}.png", torch.rand(3, 40, 40, generator=g))
+        write_image(root / "gray" / f"g{i}.png", torch.rand(1, 40, 40, generator=g))
+    write_image(root / "tiny" / "t.png", torch.rand(1, 20, 20, generator=g))
+    write_image(root / "thin" / "t.png", torch.rand(3, 11, 40, generator=g))
+    write_image(root / "graytest" / "t.png", torch.rand(1, 40, 40, generator=g))
+    return root
+
+
+@pytest.mark.parametrize("tasks, data, culprit, why", [
+    ({"sr": {"scales": [8], "test": [{"name": "T", "path": "tiny", "noises": ["gaussian:15"]}],
+             "finetune": {"crop_size": 16}}}, "gray", "t.png", "34 px"),
+    ({"jdd": {"train": "rgb", "test": [{"name": "T", "path": "thin", "noises": ["poisson-gaussian"]}]}},
+     "rgb", "t.png", "12 px"),
+    ({"jdd": {"train": "gray", "test": [{"name": "T", "path": "rgb", "noises": ["poisson-gaussian"]}]}},
+     "rgb", "g0.png", "needs clean RGB images, got 1 channel(s)"),
+    ({"jdd": {"train": "rgb", "test": [{"name": "T", "path": "graytest", "noises": ["poisson-gaussian"]}]}},
+     "rgb", "t.png", "needs clean RGB images, got 1 channel(s)"),
+])
+def test_bad_task_images_are_refused_before_any_cell(tmp_path, tasks, data, culprit, why):
+    from rcl.benchmark.inputs import check_inputs
+
+    root = _bad_image_root(tmp_path / "data")
+    raw = {"data_root": str(root), "data": {"train": data, "channels": 3 if data == "rgb" else 1},
+           "model": {"width": 4, "depth": 1}, "pretrain": {"steps": 1}, "finetune": {"steps": 1, "crop_size": 16},
+           "tasks": {"denoise": False, **tasks}}
+    cfg = BenchmarkConfig(**raw)
+    with pytest.raises(ValueError) as exc:
+        check_inputs(cfg)
+    msg = str(exc.value)
+    assert culprit in msg and why in msg and "\n" not in msg, msg
+    out = tmp_path / "bench"
+    with pytest.raises(ValueError, match=culprit):
+        run_benchmark(cfg, out, progress=False, command="test")
+    assert not out.exists() and not (tmp_path / ".bench.partial").exists()

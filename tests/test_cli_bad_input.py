@@ -120,9 +120,13 @@ def corpus(tmp_path_factory) -> dict:
     rng = np.random.default_rng(0)
     for i in range(3):
         write_image(good / f"g{i}.png", torch.from_numpy(rng.random((1, 40, 44), dtype=np.float32)))
+    rgb = root / "rgb"
+    rgb.mkdir()
+    for i in range(3):
+        write_image(rgb / f"c{i}.png", torch.from_numpy(rng.random((3, 40, 44), dtype=np.float32)))
     cfg = ModelConfig(width=4, depth=1)
     ckpt = save_checkpoint(root / "model.safetensors", build_model(cfg), cfg, stage="finetune")
-    return {"root": root, "good": good, "ckpt": ckpt}
+    return {"root": root, "good": good, "ckpt": ckpt, "rgb": rgb}
 
 
 def _digest(folder: Path) -> dict:
@@ -300,6 +304,27 @@ OPTION_CASES = {
     "empty-benchmark-out": (["benchmark", "smoke", "-o", ""], "--out"),
     "empty-benchmark-data-root": (["benchmark", "smoke", "-o", "{out}", "--data-root", ""], "--data-root"),
     "empty-benchmark-config": (["benchmark", "", "-o", "{out}"], "CONFIG"),
+    # a task option given for a task that does not take it is refused, valid value or not
+    "finetune-pattern-denoise": (["finetune", "{good}", "-o", "{out}/m.safetensors", "--pattern", "xxxx"],
+                                 "--pattern applies to --task jdd only"),
+    "finetune-valid-pattern-denoise": (["finetune", "{good}", "-o", "{out}/m.safetensors", "--pattern", "RGGB"],
+                                       "--pattern applies to --task jdd only"),
+    "finetune-scale-denoise": (["finetune", "{good}", "-o", "{out}/m.safetensors", "--scale", "5"],
+                               "--scale applies to --task sr only"),
+    "finetune-jdd-scale": (["finetune", "{rgb}", "-o", "{out}/m.safetensors", "--task", "jdd", "--scale", "4"],
+                           "--scale applies to --task sr only"),
+    "finetune-sr-pattern": (["finetune", "{good}", "-o", "{out}/m.safetensors", "--task", "sr", "--pattern", "bggr"],
+                            "--pattern applies to --task jdd only"),
+    "pretrain-pattern-denoise": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--pattern", "xxxx"],
+                                 "--pattern applies to --task jdd only"),
+    # a pre-training the task's fine-tuning could not use is refused before training
+    "pretrain-jdd-dncnn": (["pretrain", "{rgb}", "-o", "{out}/m.safetensors", "--task", "jdd", "--arch", "dncnn",
+                            "--steps", "2", "--width", "4", "--depth", "1", "--crop-size", "16"], "U-Net body"),
+    "pretrain-sr-dncnn": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--task", "sr", "--arch", "dncnn",
+                           "--steps", "2", "--width", "4", "--depth", "1", "--crop-size", "16"], "--arch dncnn"),
+    # real pairs exclude a synthetic noise model
+    "finetune-noisy-and-noise": (["finetune", "{good}", "-o", "{out}/m.safetensors", "--noisy", "{good}",
+                                  "--noise", "gaussian:25"], "--noise gaussian:25 and --noisy exclude each other"),
 }
 
 
@@ -311,7 +336,8 @@ def test_bad_options(corpus, tmp_path, name):
     Image.fromarray(np.zeros((40, 40), np.uint8)).save(gif)
     args, culprit = OPTION_CASES[name]
     out = tmp_path / "out"
-    subs = {"{ckpt}": str(corpus["ckpt"]), "{good}": str(corpus["good"]), "{out}": str(out), "{gif}": str(gif)}
+    subs = {"{ckpt}": str(corpus["ckpt"]), "{good}": str(corpus["good"]), "{out}": str(out), "{gif}": str(gif),
+            "{rgb}": str(corpus["rgb"])}
     args = [a if a not in subs else subs[a] for a in args]
     args = [a.replace("{out}", str(out)) for a in args]
     before = _digest(corpus["root"])
@@ -404,3 +430,41 @@ def test_bad_environment_values(corpus, tmp_path, monkeypatch, name):
     res = runner.invoke(app, ["restore", str(corpus["ckpt"]), str(corpus["good"]), "-o", str(out)])
     _assert_one_line_error(res, var)
     assert not out.exists() or not any(out.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate: the task's one minimum test-image size; a fine-tuned JDD init of another pattern
+# ---------------------------------------------------------------------------------------------
+
+def _task_checkpoint(path: Path, task, channels: int) -> Path:
+    body = ModelConfig(width=4, depth=1, in_channels=channels, out_channels=channels)
+    model = task.build_model(body)
+    return save_checkpoint(path, model, body, stage="finetune", **task.checkpoint_metadata(model))
+
+
+def test_evaluate_uses_the_task_min_test_size(tmp_path):
+    from rcl.tasks import JDDTask, SRTask
+
+    jdd = _task_checkpoint(tmp_path / "jdd.safetensors", JDDTask(), 4)
+    thin = tmp_path / "thin"
+    write_image(thin / "a.png", torch.rand(3, 11, 30))  # 30×11: passes 11 px, not JDD's 12
+    res = runner.invoke(app, ["evaluate", str(jdd), "--data", str(thin)])
+    _assert_one_line_error(res, "a.png", "12 px")
+    sr8 = _task_checkpoint(tmp_path / "sr8.safetensors", SRTask(8), 1)
+    ok = tmp_path / "ok"
+    write_image(ok / "b.png", torch.rand(1, 48, 48))  # the task accepts 34 px and more
+    res = runner.invoke(app, ["evaluate", str(sr8), "--data", str(ok)])
+    assert res.exit_code == 0, res.output
+    write_image(ok / "c.png", torch.rand(1, 30, 48))
+    res = runner.invoke(app, ["evaluate", str(sr8), "--data", str(ok)])
+    _assert_one_line_error(res, "c.png", "34 px")
+
+
+def test_jdd_init_of_another_pattern_names_a_checkpoint_not_a_pretraining(corpus, tmp_path):
+    from rcl.tasks import JDDTask
+
+    ft = _task_checkpoint(tmp_path / "ft_jdd.safetensors", JDDTask("RGGB"), 4)
+    res = runner.invoke(app, ["finetune", str(corpus["rgb"]), "-o", str(tmp_path / "o.safetensors"), "--task", "jdd",
+                              "--pattern", "bggr", "--init", str(ft), "--steps", "2", "--crop-size", "16"])
+    _assert_one_line_error(res, "a JDD RGGB checkpoint, not --pattern BGGR")
+    assert not (tmp_path / "o.safetensors").exists()

@@ -217,3 +217,45 @@ def test_too_long_checkpoint_name_is_refused_before_training(data, tmp_path):
     line = _one_error_line(runner.invoke(app, ["pretrain", str(data), "-o", str(out)] + TINY))
     assert "--out" in line and "limit" in line
     assert list(tmp_path.iterdir()) == [data]
+
+
+TINY_FT = ["--steps", "2", "--width", "4", "--depth", "1", "--crop-size", "16"]
+
+
+def test_finetune_with_noisy_pairs_records_real_noise(tmp_path):
+    from rcl.checkpoint import load_checkpoint
+
+    g = torch.Generator().manual_seed(0)
+    clean, noisy = tmp_path / "clean", tmp_path / "noisy"
+    for i in range(2):
+        img = torch.rand(1, 24, 24, generator=g)
+        write_image(clean / f"{i}.png", img)
+        write_image(noisy / f"{i}.png", (img + 0.1 * torch.randn(img.shape, generator=g)).clamp(0, 1))
+    for extra, name in (([], "a"), (["--noise", "real"], "b")):
+        out = tmp_path / f"{name}.safetensors"
+        res = runner.invoke(app, ["finetune", str(clean), "-o", str(out), "--noisy", str(noisy), *TINY_FT, *extra])
+        assert res.exit_code == 0, res.output
+        assert load_checkpoint(out)[1]["noise"] == "real"
+
+
+def test_task_options_for_their_own_task_still_work(tmp_path):
+    """Given for the task that takes it, a task option works; its default equals the option given
+    explicitly (so valid runs are unchanged)."""
+    from safetensors.torch import load_file
+
+    g = torch.Generator().manual_seed(0)
+    rgb = tmp_path / "rgb"
+    for i in range(2):
+        write_image(rgb / f"{i}.png", torch.rand(3, 40, 40, generator=g))
+    outs = {}
+    for name, extra in (("jdd", ["--task", "jdd"]), ("jdd_rggb", ["--task", "jdd", "--pattern", "rggb"]),
+                        ("sr", ["--task", "sr"]), ("sr2", ["--task", "sr", "--scale", "2"])):
+        outs[name] = tmp_path / f"{name}.safetensors"
+        res = runner.invoke(app, ["finetune", str(rgb), "-o", str(outs[name]), *TINY_FT, *extra])
+        assert res.exit_code == 0, res.output
+    for a, b in (("jdd", "jdd_rggb"), ("sr", "sr2")):
+        wa, wb = load_file(str(outs[a])), load_file(str(outs[b]))
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    res = runner.invoke(app, ["pretrain", str(rgb), "-o", str(tmp_path / "p.safetensors"), "--task", "jdd",
+                              "--pattern", "bggr", *TINY_FT])
+    assert res.exit_code == 0, res.output

@@ -181,6 +181,9 @@ def test_lax_but_harmless_inputs_are_accepted(root, tmp_path):
     ("competitive_db: .nan", "competitive_db: Input should be a finite number"),
     ("note: 7", "note: Input should be a valid string"),
     ("ablations: [{name: a, rcl: {temperature: \"0.5\"}}]", "rcl.temperature: Input should be a valid number"),
+    # every method's section is validated, also of a method that does not train (none: only seed)
+    ("pretrain: {none: {bogus: 1}}", "pretrain.none.bogus: unknown field (not allowed here)"),
+    ("pretrain: {none: {seed: \"1\"}}", "pretrain.none.seed: Input should be a valid integer"),
 ])
 def test_type_tricks_are_refused(root, tmp_path, extra, needle):
     msg = _error(root, tmp_path, BASE + extra + "\n")

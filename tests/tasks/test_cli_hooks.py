@@ -16,10 +16,18 @@ JDD = {"task": "jdd", "pattern": "RGGB", "skip": "malvar"}
 
 
 def test_from_options_takes_only_the_task_own_options():
-    assert SRTask.from_options(scale=4, pattern="BGGR") == SRTask(4)
-    assert JDDTask.from_options(scale=4, pattern="bggr") == JDDTask("BGGR")
-    assert DenoiseTask.from_options(scale=4, pattern="BGGR") == DenoiseTask()
+    assert SRTask.from_options(scale=4, pattern=None) == SRTask(4)
+    assert JDDTask.from_options(scale=None, pattern="bggr") == JDDTask("BGGR")
+    assert DenoiseTask.from_options(scale=None, pattern=None) == DenoiseTask()
     assert JDDTask.from_options() == JDDTask()  # an absent option takes the constructor's default
+    assert SRTask.from_options(scale=None) == SRTask()
+    # an option given for a task that does not take it is refused, even a valid value
+    with pytest.raises(ValueError, match="--pattern applies to --task jdd only"):
+        DenoiseTask.from_options(pattern="RGGB")
+    with pytest.raises(ValueError, match="--scale applies to --task sr only"):
+        JDDTask.from_options(scale=4)
+    with pytest.raises(ValueError, match="--pattern applies to --task jdd only"):
+        SRTask.from_options(scale=2, pattern="xxxx")
     with pytest.raises(ValueError, match="--scale must be 2, 3, 4 or 8, got 5"):
         SRTask.from_options(scale=5)
     with pytest.raises(ValueError, match="Bayer pattern"):
@@ -46,7 +54,7 @@ def test_pretraining_metadata_round_trips():
     (JDDTask("GRBG"), PACKED, None),
     (JDDTask("RGGB"), PACKED, "pre-trained on GRBG mosaics, not --pattern RGGB"),
     (JDDTask("RGGB"), JDD, None),
-    (JDDTask("BGGR"), JDD, "pre-trained on RGGB mosaics, not --pattern BGGR"),
+    (JDDTask("BGGR"), JDD, "a JDD RGGB checkpoint, not --pattern BGGR"),
     (JDDTask(), {}, "starts from a checkpoint pre-trained with `rcl pretrain --task jdd`"),
     (JDDTask(), SR4, "a sr checkpoint cannot initialise a --task jdd"),
 ])

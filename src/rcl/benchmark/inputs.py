@@ -32,6 +32,52 @@ def image_files(path: Path, limit: int | None) -> list[Path]:
     return files[:limit] if limit is not None else files
 
 
+def check_inputs(cfg: BenchmarkConfig) -> None:
+    """Check, before any cell runs, every image a run of ``cfg`` will read against its task (the
+    checks the cells would otherwise meet only after training): each test image's smallest side
+    against :meth:`rcl.tasks.Task.min_test_size`, and, for a task that constrains its images'
+    channels (:meth:`rcl.tasks.Task.body_channels`, e.g. JDD: RGB), each training and test
+    image's own channels (before any conversion).
+
+    Raises:
+        ImageReadError / ValueError: the first bad image; the message names the file.
+    """
+    from ..data.datasets import ImageReadError
+    from ..data.io import read_image
+    from ..tasks import Task
+    from .taskspec import DenoiseSpec, downstream_specs
+
+    specs = ([DenoiseSpec(cfg)] if cfg.tasks.denoise else []) + downstream_specs(cfg)
+    seen: set = set()
+
+    def channels_ok(spec: TaskSpec, f: Path, channels: int, where: str) -> None:
+        try:
+            spec.task.body_channels(channels)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {f}: {exc}") from None
+
+    for spec in specs:
+        picky = type(spec.task).body_channels is not Task.body_channels  # the task constrains channels
+        min_size, why = spec.test_min_size
+        if picky:
+            path, limit, _ = spec.train_source()
+            for f in image_files(path, limit):
+                if (spec.name, "train", f) not in seen:
+                    seen.add((spec.name, "train", f))
+                    channels_ok(spec, f, read_image(f)[1].channels, f"tasks.{spec.name}.train")
+        for t in spec.tests:
+            for f in image_files(t.path, spec.test_limit(t)):
+                if (spec.name, min_size, picky, f) in seen:
+                    continue
+                seen.add((spec.name, min_size, picky, f))
+                img, info = read_image(f)
+                if min(img.shape[1:]) < min_size:
+                    raise ImageReadError(f"{f}: image is {img.shape[2]}×{img.shape[1]}, smaller than {why} "
+                                         f"({spec.task.describe()})")
+                if picky:
+                    channels_ok(spec, f, info.channels, f"{spec.name} test set {t.name}")
+
+
 class Inputs:
     """Loads (once) and identifies the images of a benchmark config."""
 

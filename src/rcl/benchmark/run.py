@@ -48,8 +48,11 @@ def run_benchmark(config: BenchmarkConfig, out: Path, progress: bool = True, com
             its ``.partial`` folder exist.
         ValueError / FileNotFoundError / ImageReadError: bad data (names the file).
     """
+    from .inputs import check_inputs
+
     out = Path(out)
     work = out.parent / f".{out.name}.partial"
+    check_inputs(config)  # bad images fail here, before any folder is made or any cell runs
     if out.exists():
         if not out.is_dir():
             raise FileExistsError(f"{out}: exists and is not a folder; choose another output folder")

@@ -133,9 +133,8 @@ class PretrainSection(StrictConfig):
         for k in self.baselines:
             if k not in shared:
                 raise NestedConfigError([(f"baselines.{k}", UNKNOWN)])
-        for m in known:
-            if get_method(m).trains:
-                self.method_config(m)
+        for m in known:  # every method's section, also of those that do not train (``none: {seed}``)
+            self.method_config(m)
         return self
 
     def method_section(self, name: str) -> dict:

@@ -51,9 +51,8 @@ def evaluate(
     noise_model = parse_noise_spec(noise)
     if not noise_model.synthetic:
         raise UsageError("evaluation needs clean images and a synthetic --noise, not 'real'")
-    test = load_image_set(data, channels=channels, min_size=11 * task.scale,
-                          min_size_reason=f"{11 * task.scale} px (SSIM's 11×11 window"
-                                          f"{f' at scale {task.scale}' if task.scale > 1 else ''}); drop the file")
+    min_size, why = task.min_test_size()  # the task's one rule (also the benchmark's)
+    test = load_image_set(data, channels=channels, min_size=min_size, min_size_reason=why)
     denoisers = {}
     for ck, model, meta in models:
         want = meta["model"]["in_channels"]

@@ -9,7 +9,7 @@ import typer
 
 from .common import (Arch, CheckpointOutOpt, LogOpt, LrOpt, OverwriteOpt, ProgressOpt, SeedOpt, StepsOpt, UsageError,
                      check_output_file, errors_to_exit, load_training_images, path_argument, path_option)
-from .task_options import (DEFAULT_TASK, PatternOpt, ScaleOpt, TaskName, TrainNoiseOpt, make_task, option_default,
+from .task_options import (DEFAULT_TASK, PatternOpt, ScaleOpt, TaskName, TrainNoiseOpt, make_task,
                            task_check, task_help)
 
 
@@ -28,8 +28,8 @@ def finetune(
                                                       "name; omit to synthesise noise with --noise.")] = None,
     noise: TrainNoiseOpt = None,
     task: Annotated[TaskName, typer.Option(help=task_help(lambda cls: cls.summary))] = DEFAULT_TASK,
-    scale: ScaleOpt = option_default("scale"),
-    pattern: PatternOpt = option_default("pattern"),
+    scale: ScaleOpt = None,
+    pattern: PatternOpt = None,
     label_fraction: Annotated[float, typer.Option(help="Fraction 0 < f <= 1 of DATA used as labels (at least one image).")] = 1.0,
     channels: Annotated[Optional[int], typer.Option(help="Convert images to 1 or 3 channels.")] = None,
     arch: Annotated[Arch, _from_scratch("Architecture")] = Arch.unet,
@@ -59,7 +59,9 @@ def finetune(
 
     check_output_file(out, [data, init, noisy], log=log, overwrite=overwrite)
     the_task = make_task(task, scale=scale, pattern=pattern)
-    noise = noise if noise is not None else the_task.train_noise
+    if noisy is not None and noise is not None and parse_noise_spec(noise).synthetic:
+        raise UsageError(f"--noise {noise} and --noisy exclude each other: the noisy images are the inputs")
+    noise = noise if noise is not None else ("real" if noisy is not None else the_task.train_noise)
     cfg = Supervised.Config(steps=steps, batch_size=batch_size, crop_size=crop_size, lr=lr, loss=loss,
                             label_fraction=label_fraction, seed=seed)
     if noisy is not None and not the_task.input_is_noisy_target:

@@ -10,7 +10,7 @@ import typer
 
 from .common import (Arch, CheckpointOutOpt, LogOpt, LrOpt, OverwriteOpt, ProgressOpt, SeedOpt, StepsOpt, UsageError,
                      check_output_file, errors_to_exit, load_training_images, path_argument)
-from .task_options import (DEFAULT_TASK, PatternOpt, TaskName, TrainNoiseOpt, make_task, option_default,
+from .task_options import (DEFAULT_TASK, PatternOpt, TaskName, TrainNoiseOpt, make_task,
                            pretraining_task_help, task_check)
 
 
@@ -33,7 +33,7 @@ def pretrain(
     out: CheckpointOutOpt,
     noise: TrainNoiseOpt = None,
     task: Annotated[TaskName, typer.Option(help=pretraining_task_help())] = DEFAULT_TASK,
-    pattern: PatternOpt = option_default("pattern"),
+    pattern: PatternOpt = None,
     channels: Annotated[Optional[int], typer.Option(help="Convert images to 1 or 3 channels (default: as read).")] = None,
     arch: Annotated[Arch, typer.Option(help="Network architecture.")] = Arch.unet,
     width: Annotated[int, typer.Option(help="Network width (channels of the first stage).")] = 16,
@@ -60,6 +60,7 @@ def pretrain(
     from ..checkpoint import save_checkpoint
     from ..methods import RCL
     from ..models import ModelConfig
+    from ..tasks import TaskFieldError
     from ..training import fit
 
     check_output_file(out, [data], log=log, overwrite=overwrite)
@@ -73,6 +74,12 @@ def pretrain(
     if len(images) < 2:
         raise UsageError(f"{data}: RCL pre-training needs at least 2 images (negatives come from other images)")
     task_check(the_task.check_pretraining, images, noise_model, crop_size, str(data))
+    body = ModelConfig(arch=arch.value, in_channels=images.channels, out_channels=images.channels,
+                       width=width, depth=depth)
+    try:  # as `rcl finetune` does: a checkpoint the task's fine-tuning cannot use is refused before training
+        the_task.check_body(the_task.pretrain_model_config(body))
+    except TaskFieldError as exc:
+        raise UsageError(f"--arch {arch.value}: {exc.reason}") from None
     noisy = the_task.pretraining_data(images, noise_model, seed)
     mcfg = ModelConfig(arch=arch.value, in_channels=noisy.channels, out_channels=noisy.channels,
                        width=width, depth=depth)

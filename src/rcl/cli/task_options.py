@@ -52,8 +52,10 @@ def _users(option: str) -> list[type[Task]]:
 
 
 def option_help(option: str) -> str:
-    """The help of the task option ``--<option>``: each task that takes it, with its help."""
-    return " ".join(f"{cls.cli_options[option]} for --task {cls.name}." for cls in _users(option))
+    """The help of the task option ``--<option>``: each task that takes it, with its help and default
+    (the option is refused with any other task)."""
+    return " ".join(f"{cls.cli_options[option]} for --task {cls.name} (default: "
+                    f"{inspect.signature(cls).parameters[option].default})." for cls in _users(option))
 
 
 def option_default(option: str):
@@ -72,8 +74,10 @@ TrainNoiseOpt = noise_option("Noise model, σ on 0-255: gaussian:25, gaussian:5-
                              "poisson-gaussian, or real.", lambda cls: cls.train_noise)
 EvalNoiseOpt = noise_option("Noise spec, σ on 0-255 (gaussian:25, gaussian:5-50, poisson:30, poisson-gaussian).",
                             lambda cls: cls.eval_noise)
-PatternOpt = Annotated[str, typer.Option(help=option_help("pattern"))]
-ScaleOpt = Annotated[int, typer.Option(help=option_help("scale"))]
+PatternOpt = Annotated[Optional[str], typer.Option(help=option_help("pattern"))]
+ScaleOpt = Annotated[Optional[int], typer.Option(help=option_help("scale"))]
+"""The task options: None (not given) takes the task's default; given for a task that does not take
+it, the option is refused (:meth:`rcl.tasks.Task.from_options`)."""
 
 
 def make_task(name: TaskName, **options) -> Task:

@@ -286,10 +286,10 @@ class Task:
         raise ValueError(f"task {self.name}: unknown network-free method {name!r}")
 
     def min_test_size(self) -> tuple[int, str | None]:
-        """The smallest side a clean test image may have, and why (None: the default reason of
+        """The smallest side a clean test image may have, and why (the end of the error message of
         :func:`rcl.data.datasets.load_image_set`): 11 px, SSIM's 11×11 Gaussian window (Wang et
-        al., 2004)."""
-        return 11, None
+        al., 2004). The one rule of ``rcl evaluate`` and the benchmark."""
+        return 11, "11 px (SSIM's 11×11 window); drop the file"
 
     # ------------------------------------------------------------------ command-line hooks
     # (used by rcl.cli, which never branches on a task name; messages name the CLI options)
@@ -323,13 +323,21 @@ class Task:
 
     @classmethod
     def from_options(cls, **options) -> "Task":
-        """The task built from command-line options: those named in :attr:`cli_options` that are
-        given (others are ignored; an absent one takes the constructor's default).
+        """The task built from command-line options: those named in :attr:`cli_options`; an absent
+        one (None) takes the constructor's default.
 
         Raises:
-            ValueError: a bad option value, naming the option.
+            ValueError: a bad option value, naming the option; or an option given (not None) that
+                this task does not take ("--pattern applies to --task jdd only").
         """
-        return cls(**{k: v for k, v in options.items() if k in cls.cli_options})
+        from . import TASKS
+
+        for k, v in options.items():
+            if v is not None and k not in cls.cli_options:
+                users = [name for name, other in TASKS.items() if k in other.cli_options]
+                takes = f"applies to {', '.join(f'--task {u}' for u in users)} only" if users else "is not a task option"
+                raise ValueError(f"--{k.replace('_', '-')} {takes} (got --task {cls.name})")
+        return cls(**{k: v for k, v in options.items() if k in cls.cli_options and v is not None})
 
     def check_crop_size(self, crop: int) -> None:
         """Raise ValueError if ``--crop-size`` ``crop`` (of the clean target) does not suit the task:
@@ -385,7 +393,7 @@ class Task:
         if pre is not None:
             if type(pre) is not type(self):
                 raise ValueError(f"pre-trained on {pre.pretraining_name}; fine-tune it with --task {pre.name}")
-            self.check_init_task(pre)
+            self.check_init_task(pre, pretrained=True)
             return
         init = task_from_metadata(meta)
         if type(init) is type(self):
@@ -396,6 +404,6 @@ class Task:
             raise ValueError(f"--task {self.name} starts from a checkpoint pre-trained with "
                              f"`rcl pretrain --task {self.name}` ({self.pretraining_name})")
 
-    def check_init_task(self, other: "Task") -> None:
-        """Raise ValueError if a checkpoint of (or pre-trained for) ``other``, a task of this class,
-        cannot start a fine-tune of this task (e.g. another SR scale)."""
+    def check_init_task(self, other: "Task", pretrained: bool = False) -> None:
+        """Raise ValueError if a checkpoint of (``pretrained``: pre-trained for) ``other``, a task of
+        this class, cannot start a fine-tune of this task (e.g. another SR scale)."""

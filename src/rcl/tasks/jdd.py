@@ -269,6 +269,7 @@ class JDDTask(Task):
     def checkpoint_metadata(self, model: nn.Module) -> dict:
         return {"task": self.name, "pattern": self.pattern, "skip": getattr(model, "skip", self.skip)}
 
-    def check_init_task(self, other: Task) -> None:
+    def check_init_task(self, other: Task, pretrained: bool = False) -> None:
         if other.pattern != self.pattern:
-            raise ValueError(f"pre-trained on {other.pattern} mosaics, not --pattern {self.pattern}")
+            what = f"pre-trained on {other.pattern} mosaics" if pretrained else f"a JDD {other.pattern} checkpoint"
+            raise ValueError(f"{what}, not --pattern {self.pattern}")

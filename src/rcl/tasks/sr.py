@@ -187,6 +187,6 @@ class SRTask(Task):
     def checkpoint_metadata(self, model: nn.Module) -> dict:
         return {"task": self.name, "scale": self.scale, "skip": bool(getattr(model, "skip", self.skip))}
 
-    def check_init_task(self, other: Task) -> None:
+    def check_init_task(self, other: Task, pretrained: bool = False) -> None:
         if other.scale != self.scale:
             raise ValueError(f"an SR ×{other.scale} checkpoint, not ×{self.scale}")
