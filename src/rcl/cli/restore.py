@@ -66,7 +66,8 @@ def restore(
     checkpoint: Annotated[Path, path_argument(help="Checkpoint of a restoration model of any task.")],
     inputs: Annotated[Path, path_argument(help="Image file or folder of images, of the kind the checkpoint's "
                                                "task takes as input (see above).")],
-    output: Annotated[Path, path_option("--output", "-o", help="Output folder (created if needed).")],
+    output: Annotated[Path, path_option("--output", "--out", "-o", help="Output folder (created if needed); --out is the same option, "
+                                                                "spelt as in the other commands.")],
     suffix: Annotated[str, typer.Option(help="Appended to each output file's stem.")] = "",
     tile: Annotated[Optional[int], typer.Option(help=tile_help(", RCL_INFERENCE_MEMORY"))] = None,
     overwrite: OverwriteOpt = False,
