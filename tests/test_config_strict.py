@@ -145,7 +145,7 @@ def test_yaml_reads_exponent_floats(text, value):
 def test_lr_1e_minus_3_is_a_number(root, tmp_path):
     cfg = _load(root, tmp_path, BASE + "finetune: {lr: 1e-3}\npretrain: {rcl: {lr: 2e-3}, n2v: {lr: 5E-4}}\n")
     assert cfg.finetune.lr == 0.001
-    assert cfg.pretrain.rcl_config().lr == 0.002 and cfg.pretrain.baseline_config("n2v").lr == 5e-4
+    assert cfg.pretrain.rcl_config().lr == 0.002 and cfg.pretrain.method_config("n2v").lr == 5e-4
 
 
 def test_lax_but_harmless_inputs_are_accepted(root, tmp_path):

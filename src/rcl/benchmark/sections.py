@@ -170,10 +170,6 @@ class PretrainSection(StrictConfig):
         """The config of the "ours" method (RCL's :class:`rcl.methods.RCLConfig`), with an ablation's ``overrides``."""
         return self.method_config(role_method("ours"), overrides, where)
 
-    def baseline_config(self, method: str):
-        """The config of another pre-training method (same as :meth:`method_config`)."""
-        return self.method_config(method)
-
 
 class TaskSection(StrictConfig):
     """Fields shared by the SR and JDD sections (None = the top-level value)."""

@@ -58,13 +58,6 @@ def option_help(option: str) -> str:
                     f"{inspect.signature(cls).parameters[option].default})." for cls in _users(option))
 
 
-def option_default(option: str):
-    """The default of the task option ``--<option>``: the constructor default of the first task
-    that takes it."""
-    users = _users(option)
-    return inspect.signature(users[0]).parameters[option].default if users else None
-
-
 def noise_option(lead: str, default: Callable[[type[Task]], str]):
     """A ``--noise`` option (None: the task's default, ``default(cls)``)."""
     return Annotated[Optional[str], typer.Option("--noise", help=noise_help(lead, default))]

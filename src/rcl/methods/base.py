@@ -121,10 +121,10 @@ def get_method(name: str) -> type[Method]:
     return lookup(METHODS, name, "method")
 
 
-def check_crop(images: ImageSet, crop: int) -> None:
-    """Raise ValueError if an image is smaller than the crop size."""
+def check_crop(images: ImageSet, crop: int, what: str = "an image") -> None:
+    """Raise ValueError if an image (``what``) is smaller than the crop size."""
     if images.min_side() < crop:
-        raise ValueError(f"an image is smaller ({images.min_side()} px) than the crop size {crop}")
+        raise ValueError(f"{what} is smaller ({images.min_side()} px) than the crop size {crop}")
 
 
 # -- self-supervised denoising on crops of the noisy collection (n2v, n2s, ne2ne) -------------

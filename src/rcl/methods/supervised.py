@@ -15,7 +15,7 @@ from torch import nn
 
 from ..configs import Seed, StrictConfig
 from ..losses.supervised import reconstruction_loss
-from .base import Method, register_method
+from .base import Method, check_crop, register_method
 
 
 class FinetuneConfig(StrictConfig):
@@ -61,8 +61,7 @@ class Supervised(Method):
     supervised = True
 
     def __init__(self, data, cfg: FinetuneConfig, **kw):
-        if data.min_side() < cfg.crop_size:
-            raise ValueError(f"a labelled image is smaller ({data.min_side()} px) than the crop size {cfg.crop_size}")
+        check_crop(data, cfg.crop_size, "a labelled image")
         super().__init__(data, cfg, **kw)
         if self.inputs is not None and len(self.inputs) != len(data):
             raise ValueError(f"{len(self.inputs)} fixed inputs for {len(data)} labelled images")

@@ -73,12 +73,6 @@ def unet_body_only(body: ModelConfig, task: str) -> None:
         raise TaskFieldError("model.arch", f"task {task} needs a U-Net body (got {body.arch!r})")
 
 
-def check_min_side(images: ImageSet, crop: int, what: str = "a labelled image") -> None:
-    """Raise ValueError if an image of ``images`` is smaller than ``crop`` pixels on a side."""
-    if images.min_side() < crop:
-        raise ValueError(f"{what} is smaller ({images.min_side()} px) than the crop size {crop}")
-
-
 def check_channels(images: ImageSet, model_channels: int) -> None:
     """Raise ValueError if ``images`` do not have the ``model_channels`` the network takes."""
     if images.channels != model_channels:
