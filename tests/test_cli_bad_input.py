@@ -468,3 +468,30 @@ def test_jdd_init_of_another_pattern_names_a_checkpoint_not_a_pretraining(corpus
                               "--pattern", "bggr", "--init", str(ft), "--steps", "2", "--crop-size", "16"])
     _assert_one_line_error(res, "a JDD RGGB checkpoint, not --pattern BGGR")
     assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_a_refused_restore_prints_only_its_error(corpus, tmp_path):
+    """An RGBA input refused by a grayscale model: no 'alpha dropped' warning before the error."""
+    from PIL import Image
+
+    src = tmp_path / "rgba"
+    src.mkdir()
+    Image.fromarray(np.zeros((40, 40, 4), np.uint8)).save(src / "a.png")
+    import subprocess
+    import sys
+
+    # a real process: pytest would capture the warning before it reached the output
+    res = subprocess.run([sys.executable, "-m", "rcl", "restore", str(corpus["ckpt"]), str(src), "-o",
+                          str(tmp_path / "o")], capture_output=True, text=True)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "a.png" in lines[0], res.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_non_image_file_is_named_as_the_input(corpus, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    res = runner.invoke(app, ["restore", str(corpus["ckpt"]), str(notes), "-o", str(tmp_path / "o")])
+    _assert_one_line_error(res, str(notes), "not an image file")
+    assert not (tmp_path / "o").exists()

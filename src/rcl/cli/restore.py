@@ -28,7 +28,7 @@ def _plan(inputs: Path, output: Path, suffix: str, checkpoint: Path, overwrite: 
     With ``skip_existing``, a file of the input folder that is the output of another input (same
     stem + suffix, e.g. a rerun with ``-o`` the input folder) is an output of an earlier run, not an
     input: it is left out."""
-    from ..data.io import check_output_format, image_paths
+    from ..data.io import IMAGE_SUFFIXES, check_output_format, image_paths
 
     paths = image_paths(inputs)
     earlier = []
@@ -39,6 +39,8 @@ def _plan(inputs: Path, output: Path, suffix: str, checkpoint: Path, overwrite: 
     ins = {p.resolve() for p in paths} | {checkpoint.resolve()}
     plan, skipped = [], []
     for p in paths:
+        if p.suffix.lower() not in IMAGE_SUFFIXES:  # a file given directly (folders list images only)
+            raise UsageError(f"{p}: not an image file rcl restores ({', '.join(IMAGE_SUFFIXES)})")
         dest = _destination(p, output, suffix)
         too_long = name_too_long(dest)
         if too_long and suffix and not name_too_long(_destination(p, output, "")):
@@ -100,14 +102,20 @@ def restore(
         task_check(task.check_tile, tile)
     # Read and check every input before writing anything (each is read again below, so that only
     # one image is in memory at a time).
-    for p, dest in plan:
-        img, info = read_image(p)
-        try:
-            task.check_model_input(info.channels, want, str(p), size=tuple(img.shape[-2:]))
-        except ValueError as exc:
-            raise UsageError(f"{exc} ({checkpoint.name} is a {task.describe()} model)") from None
-        check_output_format(dest, info.bit_depth)
-        del img
+    # Warnings of this check (e.g. an alpha channel dropped) are shown only once every input has
+    # passed it: a refused run prints its one error line and nothing else.
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for p, dest in plan:
+            img, info = read_image(p)
+            try:
+                task.check_model_input(info.channels, want, str(p), size=tuple(img.shape[-2:]))
+            except ValueError as exc:
+                raise UsageError(f"{exc} ({checkpoint.name} is a {task.describe()} model)") from None
+            check_output_format(dest, info.bit_depth)
+            del img
+    for w in seen:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if skipped:
         typer.echo(f"skipped {len(skipped)} input(s) whose output exists (--skip-existing)")
     if earlier:
