@@ -160,7 +160,7 @@ def test_residual_constructor_errors():
         ResidualNTXent(temperature=-1)
     with pytest.raises(ValueError):
         ResidualNTXent(similarity="l1")
-    with pytest.raises(ValueError, match="square"):
+    with pytest.raises(ValueError, match="even number of views"):
         ResidualNTXent()(torch.randn(3, 1, 4, 4))  # odd batch
 
 

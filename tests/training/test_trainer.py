@@ -23,7 +23,7 @@ class Regress:
     name = "regress"
 
     def loss(self, model, generator):
-        x = torch.rand(8, 1, 4, 4, generator=generator)
+        x = torch.rand(8, 1, 4, 4, generator=generator.generator())
         loss = ((model(x) - (2 * x + 0.5)) ** 2).mean()
         return loss, {"loss": float(loss.detach())}
 
@@ -56,7 +56,7 @@ def test_train_lowers_loss_and_writes_csv(tmp_path):
     model = _conv()
     log = tmp_path / "logs" / "train.csv"
     steps = 60
-    hist = train(model, Regress(), steps, 0.05, torch.Generator().manual_seed(0), log_path=log, progress=False)
+    hist = train(model, Regress(), steps, 0.05, 0, log_path=log, progress=False)
     assert len(hist) == steps
     first = sum(h["loss"] for h in hist[:5]) / 5
     last = sum(h["loss"] for h in hist[-5:]) / 5
@@ -72,7 +72,7 @@ def test_train_lowers_loss_and_writes_csv(tmp_path):
 
 
 def test_cosine_lr_schedule():
-    hist = train(_conv(), Regress(), 10, 0.1, torch.Generator().manual_seed(0), progress=False)
+    hist = train(_conv(), Regress(), 10, 0.1, 0, progress=False)
     lrs = [h["lr"] for h in hist]
     expected = [0.1 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * s / 10))) for s in range(10)]
     assert lrs == pytest.approx(expected)
@@ -85,11 +85,11 @@ def test_train_without_log_and_extra_params():
 
     class WithExtra(Regress):
         def loss(self, model, generator):
-            x = torch.rand(8, 1, 4, 4, generator=generator)
+            x = torch.rand(8, 1, 4, 4, generator=generator.generator())
             loss = ((model(x) + bias - (2 * x + 0.5)) ** 2).mean()
             return loss, {"loss": float(loss.detach())}
 
-    train(model, WithExtra(), 5, 0.05, torch.Generator().manual_seed(0), progress=False, extra_params=[bias])
+    train(model, WithExtra(), 5, 0.05, 0, progress=False, extra_params=[bias])
     assert bias.item() != 0
 
 
@@ -98,7 +98,7 @@ def test_train_without_log_and_extra_params():
 def test_non_finite_loss_raises_and_leaves_no_log(tmp_path, bad_step, value):
     log = tmp_path / "run.csv"
     with pytest.raises(FloatingPointError, match=f"step {bad_step}"):
-        train(_conv(), NaNAt(bad_step, value), 10, 0.01, torch.Generator().manual_seed(0), log_path=log,
+        train(_conv(), NaNAt(bad_step, value), 10, 0.01, 0, log_path=log,
               progress=False)
     assert list(tmp_path.iterdir()) == []
 
@@ -114,7 +114,7 @@ def test_interrupt_leaves_no_part_file(tmp_path):
             return super().loss(model, generator)
 
     with pytest.raises(KeyboardInterrupt):
-        train(_conv(), Interrupt(), 10, 0.01, torch.Generator().manual_seed(0), log_path=tmp_path / "l.csv",
+        train(_conv(), Interrupt(), 10, 0.01, 0, log_path=tmp_path / "l.csv",
               progress=False)
     assert list(tmp_path.iterdir()) == []
 

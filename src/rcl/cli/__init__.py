@@ -81,10 +81,15 @@ def main() -> None:  # console-script entry point
     """Run the CLI; SIGTERM and Ctrl-C end it cleanly (exit 130, partial outputs removed)."""
     import signal
 
+    from ..distributed import init_from_env, shutdown
+
     signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
+    init_from_env()  # under torchrun: join the process group (rank 0 alone writes outputs)
     try:
         app()
     except KeyboardInterrupt:
         typer.echo("error: interrupted", err=True)
         sys.exit(130)
+    finally:
+        shutdown()

@@ -63,6 +63,10 @@ class ImageSet:
     def min_side(self) -> int:
         return min(min(im.shape[1:]) for im in self.images)
 
+    def sizes(self) -> list[tuple[int, int]]:
+        """(H, W) of every image."""
+        return [(im.shape[1], im.shape[2]) for im in self.images]
+
 
 def load_image_set(path: str | os.PathLike, channels: int | None = None, min_size: int = 1,
                    limit: int | None = None, min_size_reason: str | None = None) -> ImageSet:
@@ -118,44 +122,145 @@ def random_crop(img: torch.Tensor, size: int, generator: torch.Generator | None)
     return img[:, top:top + size, left:left + size]
 
 
-def contrastive_batch(images: ImageSet, batch_images: int, crop: int,
-                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two independent random crops (with dihedral augmentation) of each of ``batch_images`` images.
+class ImageBank:
+    """An :class:`ImageSet` flattened into one (pixels, C) buffer on a device, so that a whole batch
+    of crops (any image sizes, with a dihedral transform each) is one gather, without a Python loop
+    per crop.
+
+    Args:
+        images: the images (C, H, W).
+        device: where the buffer lives (the training device).
+
+    Attributes:
+        heights, widths: (N,) int64 on ``device``.
+    """
+
+    def __init__(self, images: ImageSet, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.names = list(images.names)
+        self.channels = images.channels
+        sizes = [(im.shape[1], im.shape[2]) for im in images.images]
+        self.heights = torch.tensor([h for h, _ in sizes], dtype=torch.long, device=self.device)
+        self.widths = torch.tensor([w for _, w in sizes], dtype=torch.long, device=self.device)
+        counts = self.heights * self.widths
+        self.offsets = torch.cumsum(counts, 0) - counts
+        self.buffer = torch.cat([im.to(torch.float32).permute(1, 2, 0).reshape(-1, self.channels)
+                                 for im in images.images]).to(self.device)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def min_side(self) -> int:
+        return int(torch.minimum(self.heights, self.widths).min())
+
+    def crops(self, idx: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int,
+              code: torch.Tensor | None = None) -> torch.Tensor:
+        """Crops ``[top, top + size) × [left, left + size)`` of images ``idx`` (each (b,) int64),
+        transformed by dihedral ``code`` (b,) in 0..7 (bit 0: transpose, bit 1: flip rows, bit 2:
+        flip columns; None: no transform).
+
+        Returns:
+            (b, C, size, size) float32, in the channels-last memory layout.
+        """
+        return gather_crops(self.buffer, self.offsets[idx], self.widths[idx], top, left, size, code)
+
+
+def gather_crops(buffer: torch.Tensor, offsets: torch.Tensor, widths: torch.Tensor, top: torch.Tensor,
+                 left: torch.Tensor, size: int, code: torch.Tensor | None) -> torch.Tensor:
+    """The gather of :meth:`ImageBank.crops` on a (pixels, C) ``buffer``; per-crop ``offsets`` (of
+    the image's first pixel) and ``widths``."""
+    dev = buffer.device
+    r = torch.arange(size, device=dev)
+    b = offsets.shape[0]
+    i = r.view(1, size, 1).expand(b, size, size)
+    j = r.view(1, 1, size).expand(b, size, size)
+    if code is not None:
+        code = code.to(dev).view(b, 1, 1)
+        i = torch.where((code >> 1) & 1 == 1, size - 1 - i, i)
+        j = torch.where((code >> 2) & 1 == 1, size - 1 - j, j)
+        t = code & 1 == 1
+        i, j = torch.where(t, j, i), torch.where(t, i, j)
+    rows = top.to(dev).view(b, 1, 1) + i
+    cols = left.to(dev).view(b, 1, 1) + j
+    lin = offsets.to(dev).view(b, 1, 1) + rows * widths.to(dev).view(b, 1, 1) + cols
+    return buffer[lin].permute(0, 3, 1, 2)  # (b, size, size, C) viewed as (b, C, size, size)
+
+
+def as_bank(images: "ImageSet | ImageBank", device: torch.device | str | None = None) -> "ImageBank":
+    """``images`` as an :class:`ImageBank` (built on ``device``, default CPU, if it is an ImageSet)."""
+    if isinstance(images, ImageSet):
+        return ImageBank(images, device or "cpu")
+    return images
+
+
+def crop_geometry(bank: "ImageBank", idx: torch.Tensor, size: int, draws, n: int, multiple: int = 1,
+                  dihedral: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Random crop positions of side ``size`` in images ``idx`` (this rank's samples of a global
+    batch of ``n``): ``(top, left, code)``, offsets multiples of ``multiple`` (JDD: whole 2×2
+    tiles), ``code`` a random dihedral transform (None when not ``dihedral``).
+
+    Raises:
+        ValueError: an image is smaller than the crop.
+    """
+    h, w = bank.heights[idx.to(bank.device)], bank.widths[idx.to(bank.device)]
+    if idx.numel() and int(torch.minimum(h, w).min()) < size:
+        raise ValueError(f"an image is smaller ({int(torch.minimum(h, w).min())} px) than the crop size {size}")
+    top = draws.below((h - size) // multiple + 1, n) * multiple
+    left = draws.below((w - size) // multiple + 1, n) * multiple
+    code = draws.randint(8, n) if dihedral else None
+    return top, left, code
+
+
+def contrastive_batch(images: "ImageSet | ImageBank", batch_images: int, crop: int,
+                      draws) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two independent random crops (each with a random dihedral transform) of each of
+    ``batch_images`` distinct images (all images if fewer).
+
+    Args:
+        images: the collection (an ImageSet is turned into a CPU :class:`ImageBank`).
+        draws: a :class:`rcl.data.draws.Draws` (or a torch.Generator); the image choice is the same
+            on every rank, each rank crops its own images.
 
     Returns:
-        ``(crops, image_index)``: crops (2B, C, crop, crop) ordered [view 1 of images 0..B-1,
-        view 2 of images 0..B-1], so crop i and crop i + B are a positive pair; image_index (B,).
+        ``(crops, image_index)``: crops (2b, C, crop, crop) ordered [view 1 of this rank's b images,
+        view 2 of them], so local crop i and i + b are a positive pair; image_index (b,) the
+        images' indices (the whole global batch's order is :func:`rcl.distributed.split` of it).
     """
-    n = len(images)
+    from .draws import as_draws
+
+    draws = as_draws(draws)
+    bank = as_bank(images)
+    n = len(bank)
     b = min(batch_images, n)
-    idx = torch.randperm(n, generator=generator)[:b]
-    v1, v2 = [], []
-    for i in idx.tolist():
-        img = images.images[i]
-        v1.append(random_dihedral(random_crop(img, crop, generator), generator))
-        v2.append(random_dihedral(random_crop(img, crop, generator), generator))
-    return torch.stack(v1 + v2), idx
+    idx = draws.shared_randperm(n)[:b].to(bank.device)[draws.local(b)]
+    views = []
+    for _ in range(2):
+        top, left, code = crop_geometry(bank, idx, crop, draws, b)
+        views.append(bank.crops(idx, top, left, crop, code))
+    return torch.cat(views), idx
 
 
-def crop_batch(images: ImageSet, batch: int, crop: int, generator: torch.Generator,
-               targets: ImageSet | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``batch`` random crops (images drawn with replacement), dihedral-augmented.
+def crop_batch(images: "ImageSet | ImageBank", batch: int, crop: int, draws,
+               targets: "ImageSet | ImageBank | None" = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``batch`` random crops (images drawn with replacement), each with a random dihedral transform;
+    this rank's share of them.
 
-    If ``targets`` is given (same sizes as ``images``), the same crop/transform is taken from it.
-    Returns (B, C, crop, crop) inputs and targets (or None).
+    If ``targets`` is given (same sizes as ``images``), the same crop and transform is taken from it.
+    Returns (b, C, crop, crop) inputs and targets (or None).
     """
-    xs, ys = [], []
-    for _ in range(batch):
-        i = int(torch.randint(0, len(images), (1,), generator=generator))
-        img = images.images[i]
-        if targets is not None:
-            img = torch.cat([img, targets.images[i]], dim=0)
-        c = random_dihedral(random_crop(img, crop, generator), generator)
-        k = images.images[i].shape[0]
-        xs.append(c[:k])
-        if targets is not None:
-            ys.append(c[k:])
-    return torch.stack(xs), (torch.stack(ys) if targets is not None else None)
+    from .draws import as_draws
+
+    draws = as_draws(draws)
+    bank = as_bank(images)
+    idx = draws.randint(len(bank), batch).to(bank.device)
+    top, left, code = crop_geometry(bank, idx, crop, draws, batch)
+    x = bank.crops(idx, top, left, crop, code)
+    if targets is None:
+        return x, None
+    tb = as_bank(targets, bank.device)
+    if not (torch.equal(tb.heights, bank.heights) and torch.equal(tb.widths, bank.widths)):
+        raise ValueError("targets and inputs differ in size")
+    return x, tb.crops(idx, top, left, crop, code)
 
 
 def image_seed(seed: int, name: str) -> int:
@@ -176,3 +281,11 @@ def add_noise_per_image(images: ImageSet, noise: NoiseModel, seed: int) -> tuple
         noisy.append(y[0])
         sigmas.append(params["sigma"][0])
     return ImageSet(noisy, list(images.names)), torch.stack(sigmas)
+
+
+def as_source(images, device: torch.device | str = "cpu"):
+    """What a method crops from: an :class:`ImageSet` as an :class:`ImageBank` on ``device``; a
+    bank (or :class:`rcl.data.filebank.FileBank`, decoded on demand) as it is."""
+    if isinstance(images, ImageSet):
+        return ImageBank(images, device)
+    return images

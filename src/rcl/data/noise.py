@@ -17,26 +17,30 @@ from dataclasses import dataclass
 
 import torch
 
+from .draws import Draws, as_draws
+
 SCALE = 255.0
 MAX_SIGMA = 10_000 / SCALE
 """Largest Gaussian σ accepted, on the [0, 1] scale (10 000 on the 0–255 scale, 40× the signal
 range): larger values say nothing more and overflow float32 arithmetic."""
 
 
-def _uniform(lo: float, hi: float, n: int, generator: torch.Generator | None) -> torch.Tensor:
-    return lo + (hi - lo) * torch.rand(n, generator=generator)
+def _uniform(lo: float, hi: float, n: int, draws: Draws) -> torch.Tensor:
+    return lo + (hi - lo) * draws.sample_rand(n)
 
 
-def _add_white_gaussian(clean: torch.Tensor, sigma: torch.Tensor, generator: torch.Generator | None):
+def _add_white_gaussian(clean: torch.Tensor, sigma: torch.Tensor, draws: Draws):
     """``clean`` (B, C, H, W) plus white Gaussian noise of σ ``sigma[i]`` (B,) on image i (one
     ``randn`` draw of the batch's shape); returns ``(noisy, {"sigma": sigma})``."""
     b = clean.shape[0]
-    noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype)
+    noise = draws.sample_randn(*clean.shape, dtype=clean.dtype).to(clean.device)
     return clean + noise * sigma.view(b, 1, 1, 1).to(clean), {"sigma": sigma}
 
 
 class NoiseModel:
-    """Base class. ``model(clean, generator) -> (noisy, params)``.
+    """Base class. ``model(clean, draws) -> (noisy, params)``; ``draws`` is a
+    :class:`rcl.data.draws.Draws` (training: one row per sample of the global batch) or a plain
+    ``torch.Generator`` (None: torch's global RNG).
 
     ``params`` is a dict of per-image tensors of shape (B,); ``params["sigma"]`` is the standard
     deviation of the noise on the [0, 1] scale, averaged over the image for signal-dependent noise.
@@ -45,10 +49,10 @@ class NoiseModel:
     name = "base"
     synthetic = True
 
-    def __call__(self, clean: torch.Tensor, generator: torch.Generator | None = None):
+    def __call__(self, clean: torch.Tensor, generator: "Draws | torch.Generator | None" = None):
         if clean.ndim != 4:
             raise ValueError(f"noise models take a (B, C, H, W) batch, got shape {tuple(clean.shape)}")
-        return self.apply(clean, generator)
+        return self.apply(clean, as_draws(generator))
 
     def apply(self, clean, generator):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -69,7 +73,7 @@ class GaussianNoise(NoiseModel):
             raise ValueError(f"σ must be in [0, {MAX_SIGMA * SCALE:g}]/255, got {self.sigma * SCALE:g}/255")
 
     def apply(self, clean, generator):
-        return _add_white_gaussian(clean, torch.full((clean.shape[0],), float(self.sigma)), generator)
+        return _add_white_gaussian(clean, torch.full((clean.shape[0],), float(self.sigma), device=clean.device), generator)
 
     def describe(self) -> str:
         return f"gaussian σ={self.sigma * SCALE:g}/255"
@@ -94,7 +98,7 @@ class GaussianRangeNoise(NoiseModel):
                              f"{self.sigma_max * SCALE:g} (0-255 scale)")
 
     def apply(self, clean, generator):
-        sigma = _uniform(self.sigma_min, self.sigma_max, clean.shape[0], generator)  # drawn before the noise
+        sigma = _uniform(self.sigma_min, self.sigma_max, clean.shape[0], generator).to(clean.device)  # before the noise
         return _add_white_gaussian(clean, sigma, generator)
 
     def describe(self) -> str:
@@ -115,7 +119,7 @@ class PoissonNoise(NoiseModel):
 
     def apply(self, clean, generator):
         rate = clean.clamp(min=0) * self.peak
-        noisy = torch.poisson(rate, generator=generator) / self.peak
+        noisy = generator.sample_poisson(rate) / self.peak
         sigma = (clean.clamp(min=0) / self.peak).mean(dim=(1, 2, 3)).sqrt()
         return noisy.to(clean.dtype), {"sigma": sigma}
 
@@ -148,10 +152,10 @@ class PoissonGaussianNoise(NoiseModel):
         b = clean.shape[0]
         log_a = _uniform(torch.log(torch.tensor(self.a_min)).item(), torch.log(torch.tensor(self.a_max)).item(),
                          b, generator)
-        a = log_a.exp()
-        read = _uniform(self.b_min, self.b_max, b, generator)
+        a = log_a.exp().to(clean.device)
+        read = _uniform(self.b_min, self.b_max, b, generator).to(clean.device)
         var = a.view(b, 1, 1, 1) * clean.clamp(min=0) + read.view(b, 1, 1, 1) ** 2
-        noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype) * var.sqrt()
+        noise = generator.sample_randn(*clean.shape, dtype=clean.dtype).to(clean.device) * var.sqrt()
         sigma = var.mean(dim=(1, 2, 3)).sqrt()
         return clean + noise, {"sigma": sigma, "a": a, "b": read}
 
@@ -167,7 +171,7 @@ class RealNoise(NoiseModel):
     synthetic = False
 
     def apply(self, clean, generator):
-        return clean, {"sigma": torch.full((clean.shape[0],), float("nan"))}
+        return clean, {"sigma": torch.full((clean.shape[0],), float("nan"), device=clean.device)}
 
     def describe(self) -> str:
         return "real (images are already noisy)"

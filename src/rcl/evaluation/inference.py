@@ -376,7 +376,8 @@ def predict(model: nn.Module, x: torch.Tensor, tile: int | None = None, overlap:
     """Apply ``model`` in eval mode to a (C, H, W) or (B, C, H, W) image; memory bounded by default.
 
     Output shape: (…, C_out, H·s, W·s) with s the model's ``scale`` (1 for denoisers and JDD);
-    contiguous; no autograd graph.
+    contiguous; no autograd graph; on ``x``'s device (the network runs on its own device: the
+    input, or each tile, is copied there and back).
 
     Args:
         tile: tile side in input pixels. None (default): whole-image inference if its estimate
@@ -426,7 +427,8 @@ def predict(model: nn.Module, x: torch.Tensor, tile: int | None = None, overlap:
                       "and seams may show", stacklevel=3)
     with inference_layout(model):
         if tile is None or (h <= tile and w <= tile):
-            out = model(to_layout(x)).contiguous()
+            dev = _model_dtype_device(model)[1]
+            out = model(to_layout(x.to(dev))).to(x.device).contiguous()
         else:
             out = _tiled(model, x, tile, overlap, scale, align)
     return out[0] if single else out
@@ -462,9 +464,10 @@ def _tiled(model: nn.Module, x: torch.Tensor, tile: int, overlap: int, scale: in
     rows, cols = tile_spans(h, tile, step, align), tile_spans(w, tile, step, align)
     for top, bottom, y0, y1 in rows:
         for left, right, x0, x1 in cols:
-            y = model(to_layout(x[..., top:bottom, left:right]))
+            dev = _model_dtype_device(model)[1]
+            y = model(to_layout(x[..., top:bottom, left:right].to(dev))).to(x.device)
             if out is None:
-                out = torch.empty(b, y.shape[1], h * scale, w * scale, dtype=y.dtype, device=y.device)
+                out = torch.empty(b, y.shape[1], h * scale, w * scale, dtype=y.dtype, device=x.device)
             s = scale
             out[..., y0 * s:y1 * s, x0 * s:x1 * s] = y[..., (y0 - top) * s:(y1 - top) * s, (x0 - left) * s:(x1 - left) * s]
             del y

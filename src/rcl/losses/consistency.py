@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..distributed import global_mean, masked_mean
 from .masking import n2v_mask
 
 CONSISTENCY_VARIANTS = ("blindspot", "fidelity", "recorruption", "none")
@@ -27,8 +28,10 @@ CONSISTENCY_VARIANTS = ("blindspot", "fidelity", "recorruption", "none")
 
 def permute_pixels(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Shuffle the spatial positions of each image of (B, C, H, W) (same permutation for all C)."""
+    from ..data.draws import as_draws
+
     b, c, h, w = x.shape
-    perm = torch.argsort(torch.rand(b, h * w, generator=generator), dim=1).to(x.device)
+    perm = torch.argsort(as_draws(generator).sample_rand(b, h * w), dim=1).to(x.device)
     flat = x.reshape(b, c, h * w)
     return torch.gather(flat, 2, perm.unsqueeze(1).expand(b, c, h * w)).reshape(x.shape)
 
@@ -46,16 +49,15 @@ def consistency_forward(variant: str, model: nn.Module, crops: torch.Tensor,
     if variant == "blindspot":
         masked, mask = n2v_mask(crops, mask_ratio, generator)
         out = model(masked)
-        loss = ((out - crops) ** 2)[mask].mean()
-        return loss, crops - out
+        return masked_mean((out - crops) ** 2, mask), crops - out
     if variant not in CONSISTENCY_VARIANTS:
         raise ValueError(f"unknown consistency variant {variant!r}; use one of {CONSISTENCY_VARIANTS}")
     out = model(crops)
     residual = crops - out
     if variant == "fidelity":
-        return (residual ** 2).mean(), residual
+        return global_mean((residual ** 2).sum(), residual.numel()), residual
     if variant == "recorruption":
         xh, nh = out.detach(), residual.detach()
         out2 = model(xh + permute_pixels(nh, generator))
-        return ((out2 - xh) ** 2).mean(), residual
+        return global_mean(((out2 - xh) ** 2).sum(), out2.numel()), residual
     return crops.new_zeros(()), residual

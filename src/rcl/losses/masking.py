@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from ..data.draws import Draws, as_draws
+
 _OFFSETS_CACHE: dict[int, torch.Tensor] = {}
 
 
@@ -22,7 +24,7 @@ def neighbour_offsets(radius: int) -> torch.Tensor:
     return _OFFSETS_CACHE[radius]
 
 
-def n2v_mask(x: torch.Tensor, ratio: float, generator: torch.Generator | None = None,
+def n2v_mask(x: torch.Tensor, ratio: float, generator: "Draws | torch.Generator | None" = None,
              radius: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     """Noise2Void masking: replace a random fraction of pixels by a random neighbour's value.
 
@@ -37,20 +39,24 @@ def n2v_mask(x: torch.Tensor, ratio: float, generator: torch.Generator | None = 
 
     Returns:
         ``(masked, mask)``: masked input (B, C, H, W) and the boolean mask (B, C, H, W).
-        At least one pixel per batch is masked.
+        At least one pixel of every image is masked. ``generator``: a
+        :class:`rcl.data.draws.Draws` (per-image draws of the global batch) or a torch.Generator.
     """
     if not 0 < ratio < 1:
         raise ValueError(f"mask ratio must be in (0, 1), got {ratio}")
     b, c, h, w = x.shape
     if h * w < 2:
         raise ValueError("blind-spot masking needs images of at least 2 pixels")
-    mask = torch.rand(x.shape, generator=generator) < ratio
-    if not mask.any():
-        mask.view(-1)[int(torch.randint(0, mask.numel(), (1,), generator=generator))] = True
-    offs = neighbour_offsets(radius)
-    pick = torch.randint(0, len(offs), x.shape, generator=generator)
-    yy = torch.arange(h).view(1, 1, h, 1).expand(b, c, h, w)
-    xx = torch.arange(w).view(1, 1, 1, w).expand(b, c, h, w)
+    draws = as_draws(generator)
+    mask = (draws.sample_rand(b, c, h, w) < ratio).to(x.device)
+    fallback = draws.sample_randint(c * h * w, b).to(x.device)  # one pixel kept masked per image
+    flat_mask = mask.view(b, -1)
+    empty = ~flat_mask.any(dim=1)
+    flat_mask[torch.arange(b, device=x.device), fallback] |= empty
+    offs = neighbour_offsets(radius).to(x.device)
+    pick = draws.sample_randint(len(offs), b, c, h, w).to(x.device)
+    yy = torch.arange(h, device=x.device).view(1, 1, h, 1).expand(b, c, h, w)
+    xx = torch.arange(w, device=x.device).view(1, 1, 1, w).expand(b, c, h, w)
     sy = (yy + offs[pick, 0]).clamp(0, h - 1)
     sx = (xx + offs[pick, 1]).clamp(0, w - 1)
     # A clamped offset can land back on the pixel itself; shift those one step inward.
@@ -60,6 +66,5 @@ def n2v_mask(x: torch.Tensor, ratio: float, generator: torch.Generator | None = 
         still = (sy == yy) & (sx == xx)
         sx = torch.where(still & (xx > 0), xx - 1, torch.where(still, (xx + 1).clamp(max=w - 1), sx))
     flat = x.reshape(b, c, h * w)
-    neighbour = torch.gather(flat, 2, (sy * w + sx).reshape(b, c, h * w).to(x.device)).reshape(x.shape)
-    mask = mask.to(x.device)
+    neighbour = torch.gather(flat, 2, (sy * w + sx).reshape(b, c, h * w)).reshape(x.shape)
     return torch.where(mask, neighbour, x), mask

@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..distributed import global_mean
+
 # (first, second) cell positions of the 8 ordered edge-adjacent pairs in a 2×2 cell.
 _PAIRS = torch.tensor([[0, 1], [0, 2], [1, 0], [1, 3], [2, 0], [2, 3], [3, 1], [3, 2]])
 
@@ -64,8 +66,10 @@ def neighbor_subsample(x: torch.Tensor, generator: torch.Generator | None = None
     b, _, h, w = x.shape
     if h < 2 or w < 2:
         raise ValueError(f"Neighbor2Neighbor needs H, W >= 2, got {h}×{w}")
-    choice = torch.randint(0, len(_PAIRS), (b, h // 2, w // 2), generator=generator)
-    pair = _PAIRS[choice]
+    from ..data.draws import as_draws
+
+    choice = as_draws(generator).sample_randint(len(_PAIRS), b, h // 2, w // 2).to(x.device)
+    pair = _PAIRS.to(x.device)[choice]
     idx1, idx2 = pair[..., 0], pair[..., 1]
     return apply_subsample(x, idx1), apply_subsample(x, idx2), idx1, idx2
 
@@ -87,8 +91,7 @@ def ne2ne_loss(model: nn.Module, x: torch.Tensor, gamma: float,
         fx = model(x)
         exp_diff = apply_subsample(fx, idx1) - apply_subsample(fx, idx2)
     diff = model(g1) - g2
-    rec = (diff ** 2).mean()
-    reg = ((diff - exp_diff) ** 2).mean()
+    rec = global_mean((diff ** 2).sum(), diff.numel())
+    reg = global_mean(((diff - exp_diff) ** 2).sum(), diff.numel())
     loss = rec + gamma * reg
-    return loss, {"loss": float(loss.detach()), "rec": float(rec.detach()), "reg": float(reg.detach()),
-                  "gamma": float(gamma)}
+    return loss, {"loss": loss.detach(), "rec": rec.detach(), "reg": reg.detach(), "gamma": float(gamma)}

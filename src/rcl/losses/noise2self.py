@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import masked_mean
+
 _KERNEL = torch.tensor([[0.5, 1.0, 0.5], [1.0, 0.0, 1.0], [0.5, 1.0, 0.5]]) / 6.0
 
 
@@ -76,7 +78,9 @@ def n2s_mask(x: torch.Tensor, grid: int = 4, generator: torch.Generator | None =
     if grid < 2:
         raise ValueError(f"grid period must be >= 2, got {grid}")
     if phase is None:
-        dy, dx = (int(v) for v in torch.randint(0, grid, (2,), generator=generator))
+        from ..data.draws import as_draws
+
+        dy, dx = (int(v) for v in as_draws(generator).shared_randint(grid, 2))
     else:
         dy, dx = phase
         if not (0 <= dy < grid and 0 <= dx < grid):
@@ -102,6 +106,6 @@ def n2s_loss(model: nn.Module, x: torch.Tensor, grid: int = 4,
     """
     masked, mask = n2s_mask(x, grid, generator)
     out = model(masked)
-    loss = ((out - x) ** 2)[mask].mean()
-    return loss, {"loss": float(loss.detach())}
+    loss = masked_mean((out - x) ** 2, mask)
+    return loss, {"loss": loss.detach()}
 

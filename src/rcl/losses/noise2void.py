@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..distributed import masked_mean
 from .masking import n2v_mask
 
 
@@ -27,10 +28,11 @@ def n2v_loss(model: nn.Module, x: torch.Tensor, ratio: float = 0.03,
         radius: neighbourhood radius of the replacement (2 → N2V's 5×5 window).
 
     Returns:
-        ``(loss, logs)``: the mean squared error over masked pixels (scalar tensor) and
-        ``{"loss": float}``.
+        ``(loss, logs)``: the mean squared error over masked pixels (scalar tensor; under
+        torch.distributed this rank's contribution to the global batch's mean) and
+        ``{"loss": detached tensor}``.
     """
     masked, mask = n2v_mask(x, ratio, generator, radius)
     out = model(masked)
-    loss = ((out - x) ** 2)[mask].mean()
-    return loss, {"loss": float(loss.detach())}
+    loss = masked_mean((out - x) ** 2, mask)
+    return loss, {"loss": loss.detach()}

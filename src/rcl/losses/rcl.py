@@ -17,7 +17,11 @@ from .ntxent import ResidualNTXent
 
 
 class RCLLoss(nn.Module):
-    """RCL loss. Forward: ``(model, crops (2B, C, p, p), generator) -> (loss, logs)``.
+    """RCL loss. Forward: ``(model, crops (2b, C, p, p), draws) -> (loss, logs)``: this rank's two
+    views of its b images ([view 1, view 2]); ``draws`` a :class:`rcl.data.draws.Draws` (or a
+    torch.Generator). The loss is the global batch's (this rank's contribution under
+    torch.distributed, negatives gathered from every rank); logs are detached tensors
+    ("residual_std": the global batch's residual std).
 
     Args:
         temperature: τ of the NT-Xent.
@@ -27,20 +31,21 @@ class RCLLoss(nn.Module):
         similarity: "emd" (RCL), "l2" or "cosine" (ablations).
         normalize: divide residuals by the batch residual std before the similarity.
         mask_ratio: masked pixel fraction of the blind-spot term.
+        gather_distributed: negatives from every rank under torch.distributed.
     """
 
     def __init__(self, temperature: float = 0.1, contrastive_weight: float = 0.01,
                  consistency: str = "blindspot", consistency_weight: float = 1.0,
-                 similarity: str = "emd", normalize: bool = True, mask_ratio: float = 0.03):
+                 similarity: str = "emd", normalize: bool = True, mask_ratio: float = 0.03,
+                 gather_distributed: bool = True):
         super().__init__()
-        self.contrastive = ResidualNTXent(temperature, similarity, normalize)
+        self.contrastive = ResidualNTXent(temperature, similarity, normalize, gather_distributed)
         self.contrastive_weight = contrastive_weight
         self.consistency, self.consistency_weight, self.mask_ratio = consistency, consistency_weight, mask_ratio
 
-    def forward(self, model: nn.Module, crops: torch.Tensor, generator: torch.Generator | None = None):
+    def forward(self, model: nn.Module, crops: torch.Tensor, generator=None):
         cons, residual = consistency_forward(self.consistency, model, crops, generator, self.mask_ratio)
-        con = self.contrastive(residual)
+        con, std = self.contrastive.forward_with_std(residual)
         loss = self.contrastive_weight * con + self.consistency_weight * cons
-        return loss, {"loss": float(loss.detach()), "contrastive": float(con.detach()),
-                      "consistency": float(cons.detach()),
-                      "residual_std": float(residual.detach().std())}
+        return loss, {"loss": loss.detach(), "contrastive": con.detach(), "consistency": cons.detach(),
+                      "residual_std": std}

@@ -1,8 +1,9 @@
 """The :class:`Method` base and the method registry.
 
-A method is one way of training a network: its own validated config (:attr:`Method.Config`), a
-loss that draws its own batch (:meth:`Method.loss`, the protocol of
-:func:`rcl.training.trainer.train`), traits that callers use instead of comparing names, and the
+A method is one way of training a network: its own validated config (:attr:`Method.Config`), the
+batch it draws (:meth:`Method.batch`, pure data: it may run in a DataLoader worker) and its loss on
+that batch (:meth:`Method.objective`), both from the step's :class:`rcl.data.draws.Draws` (the
+protocol of :func:`rcl.training.trainer.train`), traits that callers use instead of comparing names, and the
 way a network it trained restores an image (:meth:`Method.predictor`). Every method is run by
 :func:`rcl.training.fit.fit`.
 """
@@ -16,7 +17,8 @@ from pydantic import Field
 from torch import nn
 
 from ..configs import Seed, StrictConfig
-from ..data.datasets import ImageSet, crop_batch
+from ..data.datasets import ImageSet, as_source, crop_batch
+from ..data.draws import Draws, as_draws
 from ..data.noise import NoiseModel
 from ..registry import lookup, register
 
@@ -58,10 +60,43 @@ class Method:
     def __init__(self, data: ImageSet, cfg, *, task: "Task", model: nn.Module,
                  noise: NoiseModel | None = None, inputs: ImageSet | None = None):
         self.data, self.cfg, self.task, self.noise, self.inputs = data, cfg, task, noise, inputs
+        self.device = _device_of(model)
+        self.source = as_source(data, self.device)
 
-    def loss(self, model: nn.Module, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
-        """Draw a batch from ``generator`` and return ``(scalar loss, logs)``; logs has "loss"."""
+    # -- the step: batch (data only) then objective (on the training device)
+
+    def layout(self) -> tuple[int, int] | None:
+        """``(k, n)``: a step's global batch is n samples and the local batch k groups of this rank's
+        share (RCL and SimCLR: two views of n images; crop methods and supervised: one group of
+        ``batch_size`` crops). None (a config without ``batch_size``): one rank only."""
+        n = getattr(self.cfg, "batch_size", None)
+        return (1, n) if n is not None else None
+
+    def batch(self, draws: Draws) -> tuple[torch.Tensor, ...]:
+        """This rank's share of the step's global batch, drawn from ``draws`` (stream "batch")."""
         raise NotImplementedError
+
+    def objective(self, model: nn.Module, batch: tuple[torch.Tensor, ...], draws: Draws
+                  ) -> tuple[torch.Tensor, dict]:
+        """``(scalar loss, logs)`` on ``batch``; further draws (masks, noise) from ``draws`` (stream
+        "loss"). The loss is this rank's contribution to the global batch's loss (the loss itself
+        on one rank); logs are detached tensors or floats and hold "loss"."""
+        raise NotImplementedError
+
+    summed_logs: ClassVar[tuple[str, ...]] = ("loss",)
+    """Logs that are per-rank contributions, summed over ranks by the trainer; the others are the
+    same on every rank."""
+
+    def loss(self, model: nn.Module, draws: "Draws | torch.Generator | None") -> tuple[torch.Tensor, dict]:
+        """:meth:`objective` on :meth:`batch`, both from ``draws`` (a plain torch.Generator is
+        accepted: one rank, every draw from it, in order)."""
+        if isinstance(draws, Draws):
+            batch_draws = draws
+            loss_draws = Draws(draws.seed, draws.step, "loss", draws.device, draws.rank, draws.world,
+                               layout=self.layout())
+        else:
+            batch_draws = loss_draws = as_draws(draws)
+        return self.objective(model, self.batch(batch_draws), loss_draws)
 
     def extra_parameters(self) -> list[nn.Parameter]:
         """Parameters trained with the network (e.g. SimCLR's projection head); none by default."""
@@ -119,6 +154,11 @@ def get_method(name: str) -> type[Method]:
         ValueError: unknown name (the message lists the known methods).
     """
     return lookup(METHODS, name, "method")
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
 
 
 def check_crop(images: ImageSet, crop: int, what: str = "an image") -> None:
@@ -181,11 +221,12 @@ class CropLossMethod(Method):
         check_crop(data, cfg.crop_size)
         super().__init__(data, cfg, **kw)
 
-    def loss(self, model: nn.Module, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
-        parameter = self.loss_parameter()
-        x, _ = crop_batch(self.data, self.cfg.batch_size, self.cfg.crop_size, generator)
-        return self.criterion(model, x, parameter, generator)
+    def batch(self, draws: Draws) -> tuple[torch.Tensor]:
+        return (crop_batch(self.source, self.cfg.batch_size, self.cfg.crop_size, draws)[0],)
 
-    def loss_parameter(self):
-        """The criterion's parameter for the step about to be taken: the config field ``parameter``."""
+    def objective(self, model: nn.Module, batch, draws: Draws) -> tuple[torch.Tensor, dict]:
+        return self.criterion(model, batch[0], self.loss_parameter(draws), draws)
+
+    def loss_parameter(self, draws: Draws):
+        """The criterion's parameter at the step of ``draws``: the config field ``parameter``."""
         return getattr(self.cfg, self.parameter)

@@ -29,8 +29,9 @@ class Ne2NeConfig(CropConfig):
 class Ne2Ne(CropLossMethod, criterion=ne2ne_loss):
     """Neighbor2Neighbor with a linear γ ramp.
 
-    γ_t = gamma · t / steps at the t-th call of :meth:`loss` (t = 1..steps; the reference code sets
-    γ = epoch / n_epoch · 2). The method counts its own calls, so use a fresh instance per run.
+    γ_t = gamma · t / steps at step t (t = 1..steps, from the step's draws; the reference code sets
+    γ = epoch / n_epoch · 2). Called with a plain torch.Generator (no step), the method counts its
+    own calls instead.
 
     Raises (constructor): ValueError if an image is smaller than the crop.
     """
@@ -42,12 +43,15 @@ class Ne2Ne(CropLossMethod, criterion=ne2ne_loss):
         super().__init__(data, cfg, **kw)
         self.calls = 0
 
-    def current_gamma(self) -> float:
-        """γ for the step about to be taken (``calls + 1``)."""
-        return self.cfg.gamma * min(self.calls + 1, self.cfg.steps) / self.cfg.steps
+    def current_gamma(self, step: int | None = None) -> float:
+        """γ at ``step`` (None: the step after the calls counted so far)."""
+        t = self.calls + 1 if step is None else step
+        return self.cfg.gamma * min(t, self.cfg.steps) / self.cfg.steps
 
-    def loss_parameter(self) -> float:
-        """γ of the step about to be taken (:meth:`current_gamma`); counts the call."""
-        gamma = self.current_gamma()
+    def loss_parameter(self, draws) -> float:
+        """γ of the step of ``draws`` (:meth:`current_gamma`); counts the call."""
+        gamma = self.current_gamma(draws.step)
         self.calls += 1
         return gamma
+
+    summed_logs = ("loss", "rec", "reg")

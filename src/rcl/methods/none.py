@@ -23,7 +23,7 @@ class NoPretraining(Method):
     Config = NoneConfig
     trains = False
 
-    def loss(self, model, generator):  # pragma: no cover - never called (trains is False)
+    def objective(self, model, batch, draws):  # pragma: no cover - never called (trains is False)
         raise RuntimeError("the 'none' method does not train")
 
     claim_role = "scratch"

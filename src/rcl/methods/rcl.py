@@ -78,8 +78,16 @@ class RCL(Method):
         self.criterion = RCLLoss(cfg.temperature, cfg.contrastive_weight, cfg.consistency, cfg.consistency_weight,
                                  cfg.similarity, cfg.normalize, cfg.mask_ratio)
 
-    def loss(self, model: nn.Module, generator: torch.Generator):
-        crops, _ = contrastive_batch(self.data, self.cfg.batch_images, self.cfg.crop_size, generator)
-        return self.criterion(model, crops, generator)
+    def layout(self) -> tuple[int, int]:
+        """Two views of ``min(batch_images, len(data))`` images."""
+        return 2, min(self.cfg.batch_images, len(self.source))
+
+    def batch(self, draws):
+        return (contrastive_batch(self.source, self.cfg.batch_images, self.cfg.crop_size, draws)[0],)
+
+    def objective(self, model: nn.Module, batch, draws):
+        return self.criterion(model, batch[0], draws)
+
+    summed_logs = ("loss", "contrastive", "consistency")
 
     claim_role = "ours"

@@ -56,9 +56,12 @@ def color_jitter(x: torch.Tensor, generator: torch.Generator | None = None,
     x' = (x − mean) · c + mean + b, with c ~ U[1 − contrast, 1 + contrast] and b ~ U[−brightness,
     brightness] drawn per image (shared by its channels); the mean is over the image's pixels.
     """
+    from ..data.draws import as_draws
+
+    draws = as_draws(generator)
     n = x.shape[0]
-    c = 1 + contrast * (2 * torch.rand(n, 1, 1, 1, generator=generator) - 1)
-    b = brightness * (2 * torch.rand(n, 1, 1, 1, generator=generator) - 1)
+    c = 1 + contrast * (2 * draws.sample_rand(n, 1, 1, 1) - 1)
+    b = brightness * (2 * draws.sample_rand(n, 1, 1, 1) - 1)
     c, b = c.to(x), b.to(x)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     return (x - mean) * c + mean + b
@@ -92,11 +95,17 @@ class SimCLR(Method):
         """The projection head's parameters (trained together with the model)."""
         return list(self.head.parameters())
 
-    def loss(self, model: nn.Module, generator: torch.Generator):
-        crops, _ = contrastive_batch(self.data, self.cfg.batch_images, self.cfg.crop_size, generator)
-        views = color_jitter(crops, generator)
+    def layout(self) -> tuple[int, int]:
+        """Two views of ``min(batch_images, len(data))`` images."""
+        return 2, min(self.cfg.batch_images, len(self.source))
+
+    def batch(self, draws):
+        return (contrastive_batch(self.source, self.cfg.batch_images, self.cfg.crop_size, draws)[0],)
+
+    def objective(self, model: nn.Module, batch, draws):
+        views = color_jitter(batch[0], draws)
         z = project(model, self.head, views)
         loss = self.criterion(z)
-        return loss, {"loss": float(loss.detach())}
+        return loss, {"loss": loss.detach()}
 
     claim_role = "contrastive"

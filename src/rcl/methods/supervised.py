@@ -14,6 +14,7 @@ from pydantic import Field
 from torch import nn
 
 from ..configs import Seed, StrictConfig
+from ..data.datasets import as_source
 from ..losses.supervised import reconstruction_loss
 from .base import Method, check_crop, register_method
 
@@ -65,9 +66,15 @@ class Supervised(Method):
         super().__init__(data, cfg, **kw)
         if self.inputs is not None and len(self.inputs) != len(data):
             raise ValueError(f"{len(self.inputs)} fixed inputs for {len(data)} labelled images")
+        self.input_source = as_source(self.inputs, self.device) if self.inputs is not None else None
 
-    def loss(self, model: nn.Module, generator: torch.Generator):
-        x, y = self.task.training_batch(self.data, self.inputs, self.noise, self.cfg.batch_size,
-                                        self.cfg.crop_size, generator)
+    def batch(self, draws):
+        """``(x, y)`` from :meth:`rcl.tasks.Task.training_batch` (the synthetic noise is drawn here,
+        on the training device)."""
+        return self.task.training_batch(self.source, self.input_source, self.noise, self.cfg.batch_size,
+                                        self.cfg.crop_size, draws)
+
+    def objective(self, model: nn.Module, batch, draws):
+        x, y = batch
         loss = reconstruction_loss(model(x), y, self.cfg.loss)
-        return loss, {"loss": float(loss.detach())}
+        return loss, {"loss": loss.detach()}

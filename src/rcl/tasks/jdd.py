@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..data.datasets import ImageSet, add_noise_per_image, crop_batch
+from ..data.datasets import ImageSet, add_noise_per_image, as_bank, crop_batch, crop_geometry
+from ..data.draws import as_draws
 from ..data.degradations import (PATTERNS, bayer_mosaic, check_pattern, crop_image_set, demosaic_classical,
                                  jdd_pair, pack_bayer)
 from ..data.noise import NoiseModel, PoissonGaussianNoise
@@ -28,34 +29,33 @@ from .base import (Task, TaskFieldError, check_synthesised_training, init_with_b
                    unet_body_only, unit_scale)
 
 
-def mosaic_crops(mosaics: ImageSet, targets: ImageSet, batch: int, crop: int,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def mosaic_crops(mosaics, targets, batch: int, crop: int, draws) -> tuple[torch.Tensor, torch.Tensor]:
     """Aligned crops of side ``crop`` (even) of fixed mosaics (1, H, W) and their RGB targets
     (3, H, W), starting at even offsets (whole 2×2 tiles, so the CFA phase is kept) and not
-    flipped or rotated (that would change the pattern).
+    flipped or rotated (that would change the pattern); this rank's share of ``batch``.
 
-    The crop is drawn on the packed (H/2, W/2) grid: the same draws and pixels as cutting
-    :func:`rcl.data.degradations.pack_bayer` images and unpacking the crop.
+    Args:
+        mosaics, targets: ImageSets or :class:`rcl.data.datasets.ImageBank` objects.
+        draws: a :class:`rcl.data.draws.Draws` or a torch.Generator.
 
     Returns:
-        ``(x (B, 1, crop, crop), y (B, 3, crop, crop))``.
+        ``(x (b, 1, crop, crop), y (b, 3, crop, crop))``.
 
     Raises:
         ValueError: a target's size is not its mosaic's (even) size (names the image).
     """
-    c = crop // 2
-    xs, ys = [], []
-    for _ in range(batch):
-        i = int(torch.randint(0, len(mosaics), (1,), generator=generator))
-        m, y = mosaics.images[i], targets.images[i]
-        h, w = m.shape[-2] // 2, m.shape[-1] // 2
-        if y.shape[-2:] != (h * 2, w * 2):
-            raise ValueError(f"{mosaics.names[i]}: target {tuple(y.shape[-2:])} is not 2× the input {(h, w)}")
-        top = int(torch.randint(0, h - c + 1, (1,), generator=generator))
-        left = int(torch.randint(0, w - c + 1, (1,), generator=generator))
-        xs.append(m[:, 2 * top:2 * (top + c), 2 * left:2 * (left + c)])
-        ys.append(y[:, 2 * top:2 * (top + c), 2 * left:2 * (left + c)])
-    return torch.stack(xs), torch.stack(ys)
+    draws = as_draws(draws)
+    src = as_bank(mosaics)
+    tgt = as_bank(targets, src.device)
+    even_h, even_w = src.heights // 2 * 2, src.widths // 2 * 2
+    bad = ((tgt.heights != even_h) | (tgt.widths != even_w)).nonzero()
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(f"{src.names[i]}: target {(int(tgt.heights[i]), int(tgt.widths[i]))} is not 2× the input "
+                         f"{(int(src.heights[i]) // 2, int(src.widths[i]) // 2)}")
+    idx = draws.randint(len(src), batch).to(src.device)
+    top, left, _ = crop_geometry(src, idx, crop, draws, batch, multiple=2, dihedral=False)
+    return src.crops(idx, top, left, crop), tgt.crops(idx, top, left, crop)
 
 
 class JDDTask(Task):

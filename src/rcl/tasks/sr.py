@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..data.datasets import ImageSet, crop_batch, random_dihedral
+from ..data.datasets import ImageSet, as_bank, crop_batch, crop_geometry
+from ..data.draws import as_draws
 from ..data.degradations import bicubic_downscale, bicubic_upscale, crop_image_set, sr_pair
 from ..data.noise import NoiseModel
 from ..models.factory import ModelConfig
@@ -28,37 +29,34 @@ SR_SCALES = (2, 3, 4, 8)
 """Scales a checkpoint may record (and the CLI accepts)."""
 
 
-def aligned_crops(inputs: ImageSet, targets: ImageSet, batch: int, crop_in: int, factor: int,
-                  generator: torch.Generator, augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def aligned_crops(inputs, targets, batch: int, crop_in: int, factor: int, draws,
+                  augment: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Crops of side ``crop_in`` from ``inputs`` and the aligned crops of side ``crop_in·factor``
     from ``targets`` (target = input size × factor), with one shared dihedral transform when
-    ``augment``.
+    ``augment``; this rank's share of ``batch`` (images drawn with replacement).
+
+    Args:
+        inputs, targets: ImageSets or :class:`rcl.data.datasets.ImageBank` objects, one target per input.
+        draws: a :class:`rcl.data.draws.Draws` or a torch.Generator.
 
     Returns:
-        ``(x (B, C_in, crop_in, crop_in), y (B, C_t, crop_in·factor, crop_in·factor))``.
+        ``(x (b, C_in, crop_in, crop_in), y (b, C_t, crop_in·factor, crop_in·factor))``.
 
     Raises:
         ValueError: a target is not ``factor``× its input (names the image).
     """
-    xs, ys = [], []
-    for _ in range(batch):
-        i = int(torch.randint(0, len(inputs), (1,), generator=generator))
-        x, y = inputs.images[i], targets.images[i]
-        _, h, w = x.shape
-        if y.shape[-2:] != (h * factor, w * factor):
-            raise ValueError(f"{inputs.names[i]}: target {tuple(y.shape[-2:])} is not {factor}× the input {(h, w)}")
-        top = int(torch.randint(0, h - crop_in + 1, (1,), generator=generator))
-        left = int(torch.randint(0, w - crop_in + 1, (1,), generator=generator))
-        x = x[:, top:top + crop_in, left:left + crop_in]
-        y = y[:, top * factor:(top + crop_in) * factor, left * factor:(left + crop_in) * factor]
-        if augment:
-            state = generator.get_state()
-            x = random_dihedral(x, generator)
-            generator.set_state(state)
-            y = random_dihedral(y, generator)
-        xs.append(x)
-        ys.append(y)
-    return torch.stack(xs), torch.stack(ys)
+    draws = as_draws(draws)
+    src, tgt = as_bank(inputs), as_bank(targets)
+    tgt = as_bank(targets, src.device)
+    bad = ((tgt.heights != src.heights * factor) | (tgt.widths != src.widths * factor)).nonzero()
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(f"{src.names[i]}: target {(int(tgt.heights[i]), int(tgt.widths[i]))} is not {factor}× the "
+                         f"input {(int(src.heights[i]), int(src.widths[i]))}")
+    idx = draws.randint(len(src), batch).to(src.device)
+    top, left, code = crop_geometry(src, idx, crop_in, draws, batch, dihedral=augment)
+    return (src.crops(idx, top, left, crop_in, code),
+            tgt.crops(idx, top * factor, left * factor, crop_in * factor, code))
 
 
 class SRTask(Task):

@@ -26,6 +26,7 @@ from ..data.noise import NoiseModel
 from ..methods import Method, get_method
 from ..models.factory import ModelConfig, build_model
 from ..tasks.base import Task
+from .engine import Engine
 from .trainer import seed_everything, train
 
 
@@ -75,7 +76,8 @@ def _method_and_config(method: str | type[Method], cfg) -> tuple[type[Method], o
 
 def fit(task: Task, method: str | type[Method], data: ImageSet, cfg, body: ModelConfig, *,
         init: nn.Module | None = None, noise: NoiseModel | None = None, noisy: ImageSet | None = None,
-        log_path: str | os.PathLike | None = None, progress: bool = True, desc: str | None = None) -> FitResult:
+        log_path: str | os.PathLike | None = None, progress: bool = True, desc: str | None = None,
+        engine: Engine | None = None) -> FitResult:
     """Train a network of ``task`` with ``method``.
 
     Args:
@@ -94,7 +96,12 @@ def fit(task: Task, method: str | type[Method], data: ImageSet, cfg, body: Model
             realisations); self-supervised: passed to the method.
         noisy: supervised: real noisy counterparts of ``data`` (same order and sizes).
         log_path: optional per-step CSV log (written as ``<log>.part``, renamed when done).
-        progress: show a progress bar; ``desc`` its label.
+        progress: show a progress bar (or plain log lines); ``desc`` its label.
+        engine: device, precision, resumable states, signals (:class:`rcl.training.Engine`;
+            default: the CPU). Under torch.distributed every rank calls ``fit`` with the same
+            arguments; each computes its share of the global batch.
+
+    The trained network is returned on the CPU, in the contiguous layout, whatever the device.
 
     Returns:
         :class:`FitResult`; ``init`` and ``data`` are left untouched.
@@ -105,36 +112,89 @@ def fit(task: Task, method: str | type[Method], data: ImageSet, cfg, body: Model
         TypeError: a config of another method, or an ``init`` the task cannot start from.
         pydantic.ValidationError: a config dict with unknown or out-of-range fields.
         FloatingPointError: the loss became NaN or infinite.
+        rcl.training.TrainingStopped: SIGTERM / SIGINT (a state is saved when ``engine.save_every``).
+        rcl.training.state.StateError: ``engine.resume`` is not a state of this run.
     """
     cls, cfg = _method_and_config(method, cfg)
+    engine = engine or Engine(device="cpu", progress=progress)
     if cls.supervised:
-        return _fit_supervised(task, cls, data, cfg, body, init, noise, noisy, log_path, progress, desc)
+        return _fit_supervised(task, cls, data, cfg, body, init, noise, noisy, log_path, progress, desc, engine)
     net_cfg = task.pretrain_model_config(body)
     if data.channels != net_cfg.in_channels:
         raise ValueError(f"images have {data.channels} channel(s) but the model takes {net_cfg.in_channels}")
-    gen = seed_everything(cfg.seed)
+    seed_everything(cfg.seed)
     model = copy.deepcopy(init) if init is not None else build_model(net_cfg)
     if not cls.trains:
         model.eval()
         return FitResult(model, [])
+    model, restore = _prepare(model, engine)
     runner = cls(data, cfg, task=task, model=model, noise=noise, inputs=noisy)
-    history = train(model, runner, cfg.steps, cfg.lr, gen, log_path, progress,
-                    desc=desc or f"pretrain ({cls.name})", extra_params=runner.extra_parameters())
-    return FitResult(model, history)
+    history = train(model, runner, cfg.steps, cfg.lr, cfg.seed, log_path, progress,
+                    desc=desc or f"pretrain ({cls.name})", extra_params=runner.extra_parameters(),
+                    engine=engine, fingerprint=fingerprint(task, cls, cfg, net_cfg, data, noise, noisy, init))
+    return FitResult(restore(model), history)
 
 
 def _fit_supervised(task: Task, cls: type[Method], clean: ImageSet, cfg, body: ModelConfig,
                     init: nn.Module | None, noise: NoiseModel | None, noisy: ImageSet | None,
-                    log_path, progress: bool, desc: str | None) -> FitResult:
+                    log_path, progress: bool, desc: str | None, engine: Engine) -> FitResult:
     task.check_training(clean, body, cfg, noise=noise, inputs=noisy)
     idx = labelled_subset(len(clean), cfg.label_fraction, cfg.seed)
     labelled = clean.subset(idx)
     inputs = noisy.subset(idx) if noisy is not None else None
     if inputs is None and not cfg.resample_noise:
         inputs, labelled, _ = task.degrade(labelled, noise, cfg.seed)
-    gen = seed_everything(cfg.seed)
+    seed_everything(cfg.seed)
     model = task.init_model(body, init)
+    model, restore = _prepare(model, engine)
     runner = cls(labelled, cfg, task=task, model=model, noise=noise, inputs=inputs)
-    history = train(model, runner, cfg.steps, cfg.lr, gen, log_path, progress,
-                    desc=desc or f"finetune ({task.name})", extra_params=runner.extra_parameters())
-    return FitResult(model, history, list(labelled.names))
+    history = train(model, runner, cfg.steps, cfg.lr, cfg.seed, log_path, progress,
+                    desc=desc or f"finetune ({task.name})", extra_params=runner.extra_parameters(),
+                    engine=engine, fingerprint=fingerprint(task, cls, cfg, body, clean, noise, noisy, init))
+    return FitResult(restore(model), history, list(labelled.names))
+
+
+def _prepare(model: nn.Module, engine: Engine):
+    """Move ``model`` to the engine's device (channels-last if asked; BatchNorm → SyncBatchNorm under
+    torch.distributed, weights broadcast from rank 0); returns it and the function that gives the
+    trained network back on the CPU, contiguous, with plain BatchNorm."""
+    from ..distributed import is_distributed
+
+    template = copy.deepcopy(model) if is_distributed() else None
+    model = model.to(engine.device)
+    if engine.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if is_distributed():
+        import torch.distributed as dist
+
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        with torch.no_grad():
+            for t in list(model.parameters()) + list(model.buffers()):
+                dist.broadcast(t, 0)
+
+    def restore(trained: nn.Module) -> nn.Module:
+        out = template if template is not None else trained
+        state = {k: v.detach().to("cpu").contiguous() for k, v in trained.state_dict().items()}
+        out = out.to("cpu", memory_format=torch.contiguous_format)
+        out.load_state_dict(state)
+        return out.eval()
+
+    return model, restore
+
+
+def fingerprint(task: Task, cls: type[Method], cfg, body: ModelConfig, data, noise, noisy, init) -> str:
+    """What identifies a training run in its resumable states: task, method, config, network, data
+    (names and sizes), noise and the initial network's weights (a SHA-256 hex digest)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(repr((task.metadata(), cls.name, cfg.model_dump_json(), body.model_dump_json(),
+                   noise.describe() if noise is not None else None)).encode())
+    for ims in (data, noisy):
+        if ims is not None:
+            h.update(repr((list(ims.names), ims.sizes() if hasattr(ims, "sizes") else None)).encode())
+    if init is not None:
+        for k, v in init.state_dict().items():
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
