@@ -33,6 +33,7 @@ def errors_to_exit(fn):
     def wrapper(*args, **kwargs):
         from ..checkpoint import CheckpointError
         from ..data.io import ImageReadError
+        from ..training.engine import TrainingStopped
 
         try:
             return fn(*args, **kwargs)
@@ -43,6 +44,9 @@ def errors_to_exit(fn):
         except KeyboardInterrupt:
             typer.echo("error: interrupted", err=True)
             raise typer.Exit(130) from None
+        except TrainingStopped as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(128 + exc.signum) from None
         typer.echo(f"error: {msg}", err=True)
         raise typer.Exit(2)
 
@@ -81,7 +85,83 @@ CheckpointOutOpt = Annotated[Path, path_option("--out", "-o", help="Checkpoint t
 StepsOpt = Annotated[int, typer.Option(help="Optimisation steps.")]
 LrOpt = Annotated[float, typer.Option(help="Adam learning rate.")]
 LogOpt = Annotated[Optional[Path], path_option(help="CSV log of the loss per step.")]
-ProgressOpt = Annotated[bool, typer.Option(help="Show a progress bar.")]
+ProgressOpt = Annotated[bool, typer.Option(help="Show a progress bar (on a terminal); --no-progress, or a "
+                                                "redirected stderr, prints plain log lines instead.")]
+
+
+# --- the training engine's options (rcl.training.Engine) ---
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+DeviceOpt = Annotated[str, typer.Option(help="Where to run: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")]
+PrecisionOpt = Annotated[Precision, typer.Option(help="Training precision: fp32, or autocast to bf16 / fp16 "
+                                                      "(fp16 with a gradient scaler).")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: torch's choice).")]
+CompileOpt = Annotated[bool, typer.Option(help="Run the network through torch.compile (see docs/benchmarks.md).")]
+SaveEveryOpt = Annotated[Optional[int], typer.Option(min=1, help="Write a resumable training state every N steps "
+                                                                "(OUT with .state.safetensors).")]
+ResumeOpt = Annotated[Optional[Path], path_option(help="Continue from a training state written by --save-every.")]
+LogEveryOpt = Annotated[int, typer.Option(min=0, help="Steps between plain log lines (0: about 20 per run).")]
+
+
+def set_threads(threads: Optional[int]) -> None:
+    """Apply ``--threads`` (torch's intra-op CPU threads)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def state_path_for(out: Path) -> Path:
+    """Where ``--save-every`` writes the training state of a run whose checkpoint is ``out``."""
+    return out.with_name(out.name[: -len(out.suffix)] + ".state" + out.suffix if out.suffix else out.name + ".state")
+
+
+def make_engine(device: str = "auto", precision: "Precision | str" = "fp32", *, compile: bool = False,
+                progress: bool = True, log_every: int = 0, save_every: Optional[int] = None,
+                resume: Optional[Path] = None, out: Optional[Path] = None, overwrite: bool = False,
+                workers: int = 0):
+    """The :class:`rcl.training.Engine` of a command's options, checked before any work.
+
+    Raises:
+        DeviceError (ValueError): a device this machine lacks.
+        UsageError / FileExistsError: a missing --resume state, or a state of an earlier run where
+            --save-every would write (without --resume or --overwrite).
+    """
+    from ..training import Engine
+
+    precision = precision.value if isinstance(precision, Precision) else precision
+    state = state_path_for(out) if (out is not None and (save_every or resume)) else None
+    if resume is not None:
+        from ..training.state import read_state
+
+        if not resume.is_file():
+            raise UsageError(f"{resume}: no such training state (--resume takes the file written by --save-every)")
+        read_state(resume)  # unreadable or not a state: refused before any work
+    if save_every and state is not None and state.exists() and resume is None and not overwrite:
+        raise FileExistsError(f"{state}: a training state of an earlier run exists; continue it with "
+                              f"--resume {state}, or pass --overwrite to start again")
+    return Engine(device=device, precision=precision, compile=compile, progress=progress, log_every=log_every,
+                  save_every=save_every, state_path=state, resume=resume, workers=workers, announce=True)
+
+
+def engine_metadata(engine) -> dict:
+    """What a checkpoint records about the engine that trained it."""
+    from ..distributed import world_size
+
+    return {"device": engine.device.type, "precision": engine.precision, "ranks": world_size()}
+
+
+def finish_state(engine) -> None:
+    """Remove the training state once the run's checkpoint is written (rank 0)."""
+    from ..distributed import is_main
+
+    if engine.state_path is not None and is_main():
+        engine.state_path.unlink(missing_ok=True)
 
 _TILE_HELP = ("Tile size in pixels (default: the whole image, or tiles chosen automatically when it would "
               "exceed the memory budget{}).")

@@ -7,8 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (Arch, CheckpointOutOpt, LogOpt, LrOpt, OverwriteOpt, ProgressOpt, SeedOpt, StepsOpt, UsageError,
-                     check_output_file, errors_to_exit, load_training_images, path_argument, path_option)
+from .common import (Arch, CheckpointOutOpt, CompileOpt, DeviceOpt, LogEveryOpt, LogOpt, LrOpt, OverwriteOpt, Precision,
+                     PrecisionOpt, ProgressOpt, ResumeOpt, SaveEveryOpt, SeedOpt, StepsOpt, ThreadsOpt, UsageError,
+                     check_output_file, engine_metadata, errors_to_exit, finish_state,
+                     load_training_images, make_engine, path_argument, path_option, set_threads)
 from .task_options import (DEFAULT_TASK, PatternOpt, ScaleOpt, TaskName, TrainNoiseOpt, make_task,
                            task_check, task_help)
 
@@ -43,6 +45,13 @@ def finetune(
     seed: SeedOpt = 0,
     log: LogOpt = None,
     progress: ProgressOpt = True,
+    log_every: LogEveryOpt = 0,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = Precision.fp32,
+    threads: ThreadsOpt = None,
+    compile: CompileOpt = False,
+    save_every: SaveEveryOpt = None,
+    resume: ResumeOpt = None,
     overwrite: OverwriteOpt = False,
 ):
     """Fine-tune on a label fraction of clean images, from --init or from scratch, for one task (--task).
@@ -50,6 +59,7 @@ def finetune(
     Denoising by default; the other tasks (see --task) take their own options.
     """
     from ..checkpoint import load_checkpoint, save_checkpoint
+    from ..distributed import is_main
     from ..data.datasets import load_image_set
     from ..data.noise import parse_noise_spec
     from ..methods import Supervised
@@ -57,7 +67,10 @@ def finetune(
     from ..tasks import TASKS, TaskFieldError
     from ..training import fit
 
-    check_output_file(out, [data, init, noisy], log=log, overwrite=overwrite)
+    check_output_file(out, [data, init, noisy, resume], log=log, overwrite=overwrite)
+    set_threads(threads)
+    engine = make_engine(device, precision, compile=compile, progress=progress, log_every=log_every,
+                         save_every=save_every, resume=resume, out=out, overwrite=overwrite)
     the_task = make_task(task, scale=scale, pattern=pattern)
     if noisy is not None and noise is not None and parse_noise_spec(noise).synthetic:
         raise UsageError(f"--noise {noise} and --noisy exclude each other: the noisy images are the inputs")
@@ -97,11 +110,16 @@ def finetune(
     except TaskFieldError as exc:
         raise UsageError(f"{init or '--arch ' + mcfg.arch}: {exc.reason}") from None
     res = fit(the_task, Supervised, images, cfg, mcfg, init=init_model,
-              noise=noise_model if pairs is None else None, noisy=pairs, log_path=log, progress=progress)
+              noise=noise_model if pairs is None else None, noisy=pairs, log_path=log, progress=progress,
+              engine=engine)
     model, hist, labelled = res.model, res.history, res.labelled
+    if not is_main():
+        return
     save_checkpoint(out, model, mcfg, stage="finetune", init=str(init) if init else None,
                     init_stage=meta.get("stage"), noise=noise, training=cfg.model_dump(),
-                    labelled_images=labelled, final_loss=hist[-1]["loss"], **the_task.checkpoint_metadata(model))
+                    labelled_images=labelled, final_loss=hist[-1]["loss"], engine=engine_metadata(engine),
+                    **the_task.checkpoint_metadata(model))
+    finish_state(engine)
     shown = ", ".join(labelled[:5]) + (f", … ({len(labelled) - 5} more)" if len(labelled) > 5 else "")
     typer.echo(f"wrote {out} ({the_task.name}; {len(labelled)} labelled image(s): {shown}; "
                f"final loss {hist[-1]['loss']:.4g})")

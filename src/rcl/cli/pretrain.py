@@ -8,8 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (Arch, CheckpointOutOpt, LogOpt, LrOpt, OverwriteOpt, ProgressOpt, SeedOpt, StepsOpt, UsageError,
-                     check_output_file, errors_to_exit, load_training_images, path_argument)
+from .common import (Arch, CheckpointOutOpt, CompileOpt, DeviceOpt, LogEveryOpt, LogOpt, LrOpt, OverwriteOpt, Precision,
+                     PrecisionOpt, ProgressOpt, ResumeOpt, SaveEveryOpt, SeedOpt, StepsOpt, ThreadsOpt, UsageError,
+                     check_output_file, engine_metadata, errors_to_exit, finish_state,
+                     load_training_images, make_engine, path_argument, set_threads)
 from .task_options import (DEFAULT_TASK, PatternOpt, TaskName, TrainNoiseOpt, make_task,
                            pretraining_task_help, task_check)
 
@@ -50,6 +52,13 @@ def pretrain(
     seed: SeedOpt = 0,
     log: LogOpt = None,
     progress: ProgressOpt = True,
+    log_every: LogEveryOpt = 0,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = Precision.fp32,
+    threads: ThreadsOpt = None,
+    compile: CompileOpt = False,
+    save_every: SaveEveryOpt = None,
+    resume: ResumeOpt = None,
     overwrite: OverwriteOpt = False,
 ):
     """Pre-train a network with RCL on noisy images alone (no clean targets are used).
@@ -58,12 +67,16 @@ def pretrain(
     simulates a user's noisy collection; with --noise real they are used as they are.
     """
     from ..checkpoint import save_checkpoint
+    from ..distributed import is_main
     from ..methods import RCL
     from ..models import ModelConfig
     from ..tasks import TaskFieldError
     from ..training import fit
 
-    check_output_file(out, [data], log=log, overwrite=overwrite)
+    check_output_file(out, [data, resume], log=log, overwrite=overwrite)
+    set_threads(threads)
+    engine = make_engine(device, precision, compile=compile, progress=progress, log_every=log_every,
+                         save_every=save_every, resume=resume, out=out, overwrite=overwrite)
     the_task = make_task(task, pattern=pattern)
     noise = noise if noise is not None else the_task.train_noise
     cfg = RCL.Config(steps=steps, batch_images=batch_images, crop_size=crop_size, lr=lr,
@@ -83,9 +96,12 @@ def pretrain(
     noisy = the_task.pretraining_data(images, noise_model, seed)
     mcfg = ModelConfig(arch=arch.value, in_channels=noisy.channels, out_channels=noisy.channels,
                        width=width, depth=depth)
-    res = fit(the_task, RCL, noisy, cfg, mcfg, log_path=log, progress=progress, desc="pretrain (RCL)")
+    res = fit(the_task, RCL, noisy, cfg, mcfg, log_path=log, progress=progress, desc="pretrain (RCL)", engine=engine)
     model, hist = res.model, res.history
+    if not is_main():
+        return
     save_checkpoint(out, model, mcfg, stage="pretrain", method=RCL.name, noise=noise,
                     training=cfg.model_dump(), n_images=len(images), final_loss=hist[-1]["loss"],
-                    **the_task.pretraining_metadata())
+                    engine=engine_metadata(engine), **the_task.pretraining_metadata())
+    finish_state(engine)
     typer.echo(f"wrote {out} (final loss {hist[-1]['loss']:.4g} after {cfg.steps} steps on {len(images)} images)")

@@ -106,9 +106,10 @@ class Engine:
         resume: a training state to continue from.
         progress: show a progress bar when stderr is a terminal; otherwise (or False) print a plain
             log line every ``log_every`` steps.
-        log_every: steps between plain log lines (0: about 20 lines per run).
+        log_every: steps between plain log lines (0: about 20 lines per run; −1: none).
         handle_signals: SIGTERM / SIGINT stop the run after the current step (saving a state when
             ``save_every`` is on), raising :class:`TrainingStopped`.
+        announce: print one line (device, precision, ranks, resumed step) when training starts.
     """
 
     device: torch.device | str = "auto"
@@ -122,6 +123,7 @@ class Engine:
     progress: bool = True
     log_every: int = 0
     handle_signals: bool = True
+    announce: bool = False
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):

@@ -148,6 +148,13 @@ def train(model: nn.Module, method, steps: int, lr: float, seed: int = 0,
         start, history = load_state(engine.resume, model, extra_params or [], opt, sched, scaler, fingerprint, steps)
     model.train()
     main = is_main()
+    if engine.announce and main:
+        from .engine import describe_device
+
+        ranks = f", {world_size()} ranks" if world_size() > 1 else ""
+        resumed = f", resumed at step {start}" if start else ""
+        print(f"{desc or getattr(method, 'name', 'train')}: device {describe_device(device)}, precision "
+              f"{engine.precision}{ranks}{resumed}", file=sys.stderr, flush=True)
     layout = method.layout() if hasattr(method, "layout") else None
     summed = tuple(getattr(method, "summed_logs", ("loss",)))
     flush_every = 1 if device.type == "cpu" else 25
@@ -206,7 +213,7 @@ def train(model: nn.Module, method, steps: int, lr: float, seed: int = 0,
                     bar.update(len(rows))
                     if rows and show_bar:
                         bar.set_postfix(loss=f"{rows[-1].get('loss', float('nan')):.4g}")
-                    if main and not show_bar and progress is not None and engine.progress is not False:
+                    if main and not show_bar and engine.log_every >= 0:
                         _log_lines(rows, log_every, steps, label, t0, s0)
                 if engine.save_every and (step % engine.save_every == 0 or stopping) and step < steps:
                     save_state(engine.state_path, step, model, extra_params or [], opt, sched, scaler,
