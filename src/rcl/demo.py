@@ -69,8 +69,11 @@ def load_photos(names, size: int | None = None) -> ImageSet:
     return ImageSet(images, list(names))
 
 
-def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progress: bool = True) -> dict:
+def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progress: bool = True,
+             engine=None) -> dict:
     """Run the demo and return the summary dict (also written to the run folder).
+
+    ``engine``: the :class:`rcl.training.Engine` of the three trainings (default: the CPU).
 
     Raises:
         FileExistsError: ``out`` exists already.
@@ -81,9 +84,10 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
     from .methods import FinetuneConfig, RCLConfig, get_method
     from .reporting import markdown_table, plot_loss_curves, plot_restorations, print_table
     from .tasks import get_task
-    from .training import fit
+    from .training import Engine, describe_device, fit
 
     t_start = time.time()
+    engine = engine or Engine(device="cpu", progress=progress)
     p = QUICK if quick else FULL
     out = Path(out) if out is not None else Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
     if out.exists():
@@ -111,7 +115,7 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
         print(f"[1/4] RCL pre-training on {len(noisy_train)} noisy photos (no labels), {pcfg.steps} steps",
               flush=True)
         pre = fit(task, rcl_method, noisy_train, pcfg, mcfg, log_path=work / "pretrain_log.csv", progress=progress,
-                  desc="pretrain (RCL)")
+                  desc="pretrain (RCL)", engine=engine)
         rcl_model, h_pre = pre.model, pre.history
         save_checkpoint(work / "rcl_pretrained.safetensors", rcl_model, mcfg, stage="pretrain", method="rcl",
                         noise="gaussian:5-50", training=pcfg.model_dump())
@@ -120,11 +124,11 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
                               label_fraction=1 / len(train_clean), seed=seed)
         print(f"[2/4] fine-tuning with 1 labelled photo from the RCL weights, {fcfg.steps} steps", flush=True)
         res = fit(task, supervised, train_clean, fcfg, mcfg, init=rcl_model, noise=noise,
-                  log_path=work / "finetune_rcl_log.csv", progress=progress, desc="finetune (RCL init)")
+                  log_path=work / "finetune_rcl_log.csv", progress=progress, desc="finetune (RCL init)", engine=engine)
         tuned, h_tuned, labelled = res.model, res.history, res.labelled
         print(f"[3/4] fine-tuning with the same photo from scratch, {fcfg.steps} steps", flush=True)
         res = fit(task, supervised, train_clean, fcfg, mcfg, init=None, noise=noise,
-                  log_path=work / "finetune_scratch_log.csv", progress=progress, desc="finetune (scratch)")
+                  log_path=work / "finetune_scratch_log.csv", progress=progress, desc="finetune (scratch)", engine=engine)
         scratch, h_scratch = res.model, res.history
         save_checkpoint(work / "rcl_1label.safetensors", tuned, mcfg, stage="finetune", init_stage="pretrain",
                         noise="gaussian:5-50", training=fcfg.model_dump(), labelled_images=labelled)
@@ -155,6 +159,7 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
         summary = {
             "rcl_version": __version__, "quick": quick, "seed": seed, "seconds": elapsed,
             "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
+            "device": describe_device(engine.device), "precision": engine.precision,
             "command": " ".join(["rcl"] + sys.argv[1:]) if Path(sys.argv[0]).name in CLI_ENTRY_POINTS
             else "rcl demo",
             "noise": noise.describe(), "train_photos": list(train_clean.names), "labelled_photo": labelled,
@@ -177,7 +182,7 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
               f"training photos: {corr['pearson_r']:.3f}.\n",
               "\n## Per photo (PSNR, dB)\n\n", markdown_table(per_image, img_cols),
               f"\nBudget: pre-training {pcfg.steps} steps, each fine-tune {fcfg.steps} steps; "
-              f"{elapsed:.0f} s on {torch.get_num_threads()} threads.\n"]
+              f"{elapsed:.0f} s on {describe_device(engine.device)}, precision {engine.precision}.\n"]
         (work / "results.md").write_text("".join(md))
         (work / "results.json").write_text(json.dumps(summary, indent=2))
         plot_loss_curves({"RCL pre-training": h_pre, "fine-tune from RCL": h_tuned, "fine-tune from scratch": h_scratch},

@@ -45,8 +45,10 @@ class Plan:
         task_pretrained: task name → method → pre-training cell of a task with its own (JDD, …).
     """
 
-    def __init__(self, cfg: BenchmarkConfig, cache: Path, inputs: Inputs | None = None):
+    def __init__(self, cfg: BenchmarkConfig, cache: Path, inputs: Inputs | None = None,
+                 engine_tag: dict | None = None):
         self.cfg, self.cache = cfg, Path(cache)
+        self.engine_tag = engine_tag
         self.inputs = inputs or Inputs(cfg)
         self.model_cells: list[ModelCell] = []
         self.ref_cells: list[EvalCell] = []
@@ -102,11 +104,19 @@ class Plan:
         n, ident = self.inputs.train_id(spec)
         self._n_train[spec.train_key], self._train_ids[spec.train_key] = n, ident
 
+    def _engine_fields(self) -> dict:
+        """Fields of every training cell's hash: the sampler version (:data:`rcl.data.draws.SAMPLER`)
+        and, off the CPU or fp32, the engine (:func:`rcl.benchmark.runner.engine_tag`)."""
+        from ..data.draws import SAMPLER
+
+        return {"sampler": SAMPLER, **({"engine": self.engine_tag} if self.engine_tag else {})}
+
     def pretrain_cell(self, spec: TaskSpec, key: str, path: Path, method: str, pcfg: dict) -> ModelCell:
         """A pre-training cell of ``method`` with the config ``pcfg`` on the task's collection."""
         model_cfg = spec.pretrain_model_cfg()
         h = config_hash({"kind": "pretrain", "method": method, "model": model_cfg.model_dump(),
-                         "train": self._train_ids[spec.train_key], "cfg": pcfg, **spec.pretrain_hash_fields()})
+                         "train": self._train_ids[spec.train_key], "cfg": pcfg, **spec.pretrain_hash_fields(),
+                         **self._engine_fields()})
         return ModelCell(key, path, h, "pretrain", method, meta={"training": pcfg, **spec.pretrain_meta()},
                          model_cfg=model_cfg, task=spec.name, scale=spec.scale, training=pcfg)
 
@@ -117,7 +127,7 @@ class Plan:
         model_cfg = spec.model_cfg
         h = config_hash({"kind": "finetune", "init": init.hash if init else None, "model": model_cfg.model_dump(),
                          "train": self._train_ids[spec.train_key], "noise": spec.train_noise,
-                         "cfg": fcfg.model_dump(), **spec.finetune_hash_fields()})
+                         "cfg": fcfg.model_dump(), **spec.finetune_hash_fields(), **self._engine_fields()})
         meta = {"training": fcfg.model_dump(), "fraction": frac, "seed": seed, **spec.finetune_meta()}
         return ModelCell(key, path, h, "finetune", method, meta=meta, model_cfg=model_cfg, task=spec.name,
                          scale=spec.scale, training=fcfg, init=init)

@@ -27,7 +27,8 @@ def default_command(out: Path) -> str:
     return f"rcl.benchmark.run_benchmark(config, out={str(out)!r})  # Python API"
 
 
-def run_benchmark(config: BenchmarkConfig, out: Path, progress: bool = True, command: str | None = None) -> Path:
+def run_benchmark(config: BenchmarkConfig, out: Path, progress: bool = True, command: str | None = None,
+                  engine=None, save_every: int | None = None) -> Path:
     """Run (or resume) a benchmark into the run folder ``out`` and write its report.
 
     Cells whose cached output carries the same config hash are reused; the others are computed.
@@ -39,6 +40,10 @@ def run_benchmark(config: BenchmarkConfig, out: Path, progress: bool = True, com
         out: run folder; an existing one must be an rcl benchmark folder (or empty).
         progress: show a tqdm bar over the cells (and the training bars).
         command: the command line to record in the report (default: from ``sys.argv``).
+        engine: the :class:`rcl.training.Engine` of the training cells (device, precision; default:
+            the CPU in fp32). Cells trained on another device or precision have their own hashes.
+        save_every: each training cell writes a resumable state every this many steps beside its
+            checkpoint (``*.state.safetensors``); an interrupted cell resumes from it.
 
     Returns:
         ``out``.
@@ -70,7 +75,7 @@ def run_benchmark(config: BenchmarkConfig, out: Path, progress: bool = True, com
     t0 = time.time()
 
     try:
-        runner = Runner(config, work, progress)
+        runner = Runner(config, work, progress, engine=engine, save_every=save_every)
         runner.run()
         import torch
 
@@ -78,7 +83,10 @@ def run_benchmark(config: BenchmarkConfig, out: Path, progress: bool = True, com
             figures(runner, work)
         seconds = time.time() - t0
         md, summary = report(runner, out.name, command, seconds, started)
+        from ..training import describe_device
+
         results = {"rcl_version": __import__("rcl").__version__, "name": config.name, "command": command,
+                   "device": describe_device(runner.engine.device), "precision": runner.engine.precision,
                    "started": started, "seconds": seconds, "config": config_dict(config),
                    "cells": {"total": len(runner.computed) + len(runner.cached), "computed": runner.computed,
                              "cached": runner.cached},

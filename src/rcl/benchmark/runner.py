@@ -14,6 +14,7 @@ is meant for them): :attr:`Runner.plan`, :meth:`Runner.scores`, :meth:`Runner.sp
 from __future__ import annotations
 
 import time
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
@@ -26,17 +27,29 @@ from .plan import PLAIN, Plan
 from .taskspec import TaskSpec, task_spec
 
 
+def engine_tag(engine) -> dict | None:
+    """What of the engine changes a training cell's result, for its hash: None on the CPU in fp32
+    (so CPU caches keep their hashes), else the device type and precision."""
+    if engine.device.type == "cpu" and engine.precision == "fp32":
+        return None
+    return {"device": engine.device.type, "precision": engine.precision}
+
+
 class Runner:
     """Plans the cells of a config (in ``work/cache``) and computes the missing ones (:meth:`run`)."""
 
-    def __init__(self, cfg: BenchmarkConfig, work: Path, progress: bool):
+    def __init__(self, cfg: BenchmarkConfig, work: Path, progress: bool, engine=None, save_every: int | None = None):
+        from ..training import Engine
+
         self.cfg, self.work, self.progress = cfg, Path(work), progress
+        self.engine = engine or Engine(device="cpu", progress=progress)
+        self.save_every = save_every
         self.log_path = self.work / "benchmark.log"
         self.computed: list[str] = []  # keys of the cells computed by this run
         self.cached: list[str] = []  # keys of the cells reused from the cache
         self.results: dict[str, dict] = {}  # eval cell key → payload
         self.inputs = Inputs(cfg)
-        self.plan = Plan(cfg, self.work / "cache", self.inputs)
+        self.plan = Plan(cfg, self.work / "cache", self.inputs, engine_tag=engine_tag(self.engine))
         self._models: dict[str, Any] = {}
         self._specs: dict[tuple, TaskSpec] = {}
 
@@ -102,24 +115,60 @@ class Runner:
 
         spec = self.spec_of(cell)
         clean, collection, _ = self.inputs.training(spec)
+        engine = self.cell_engine(cell)
         if cell.kind == "pretrain":
-            res = fit(spec.task, cell.method, collection, cell.training, spec.model_cfg, progress=self.progress)
+            res = fit(spec.task, cell.method, collection, cell.training, spec.model_cfg, progress=self.progress,
+                      engine=engine)
             return res.model, {"stage": "pretrain", "method": cell.method, "noise": spec.collection_noise,
                                "noise_seed": spec.noise_seed}
         init = self.model(cell.init) if cell.init is not None else None
         res = fit(spec.task, Supervised, clean, cell.training, spec.model_cfg, init=init,
-                  noise=parse_noise_spec(spec.train_noise), progress=self.progress, desc=cell.key)
+                  noise=parse_noise_spec(spec.train_noise), progress=self.progress, desc=cell.key, engine=engine)
         return res.model, {"stage": "finetune", "method": cell.method, "init_stage": "pretrain" if cell.init else None,
                            "noise": spec.train_noise, "labelled_images": res.labelled}
 
+    def state_path(self, cell: ModelCell) -> Path:
+        """Where a training cell's resumable state goes (beside its checkpoint)."""
+        return cell.path.with_name(cell.path.name.removesuffix(".safetensors") + ".state.safetensors")
+
+    def cell_engine(self, cell: ModelCell):
+        """The runner's engine for one cell: with ``save_every``, saving the cell's state, and resuming
+        from a state of the same cell (a state of another run is set aside, with a warning)."""
+        import dataclasses
+
+        from ..training.state import StateError, read_state
+
+        if not self.save_every:
+            return dataclasses.replace(self.engine, save_every=None, state_path=None, resume=None)
+        state = self.state_path(cell)
+        resume = None
+        if state.exists():
+            try:
+                read_state(state)
+                resume = state
+                self._log(f"resuming {cell.key} from {state.name}")
+            except StateError as exc:
+                warnings.warn(f"{exc}; the cell starts again")
+                state.unlink()
+        return dataclasses.replace(self.engine, save_every=self.save_every, state_path=state, resume=resume)
+
     def compute_model(self, cell: ModelCell) -> None:
         from ..checkpoint import save_checkpoint
+        from ..training import describe_device
+        from ..training.state import StateError
 
         t0 = time.time()
-        model, meta = self.train(cell)
+        try:
+            model, meta = self.train(cell)
+        except StateError as exc:  # a state of this cell's path but another run: start the cell again
+            warnings.warn(f"{exc}; the cell starts again")
+            self.state_path(cell).unlink(missing_ok=True)
+            model, meta = self.train(cell)
         secs = time.time() - t0
         save_checkpoint(cell.path, model, cell.model_cfg, cell_hash=cell.hash, seconds=secs,
-                        benchmark=self.cfg.name, **{**cell.meta, **meta})
+                        benchmark=self.cfg.name, device=describe_device(self.engine.device),
+                        precision=self.engine.precision, **{**cell.meta, **meta})
+        self.state_path(cell).unlink(missing_ok=True)
         self._models[cell.key] = model
 
     def compute_eval(self, cell: EvalCell) -> dict:

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import UsageError, errors_to_exit, path_option
+from .common import (DeviceOpt, Precision, PrecisionOpt, SaveEveryOpt, ThreadsOpt, UsageError, errors_to_exit, make_engine,
+                     path_option, set_threads)
 
 
 @errors_to_exit
@@ -18,23 +19,26 @@ def benchmark(
                                                          "(e.g. ../shared/data).")] = None,
     out: Annotated[Optional[Path], path_option("--out", "-o", help="Run folder (default runs/benchmark-<config>); "
                                                                    "rerunning the same command resumes it.")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
+    threads: ThreadsOpt = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar over the cells.")] = True,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = Precision.fp32,
+    save_every: Annotated[Optional[int], typer.Option(min=1, help="Each training cell writes a resumable state "
+                                                                  "every N steps; an interrupted cell resumes "
+                                                                  "from it on the next run.")] = None,
 ):
     """Label-efficiency benchmark: pre-train each method once, fine-tune per label fraction and seed,
     evaluate on the test sets, and write a report (tables, plots, claims). Resumable."""
-    import torch
-
     from ..benchmark import load_config, run_benchmark
 
     if not config:
         raise UsageError("CONFIG is empty; give a preset name or a YAML config file")
-    if threads is not None and threads < 1:
-        raise UsageError(f"--threads must be >= 1, got {threads}")
     cfg = load_config(config, data_root)
-    if threads is not None:
-        torch.set_num_threads(threads)
+    set_threads(threads)
+    engine = make_engine(device, precision, progress=progress)
+    engine.announce = False
     name = Path(config).stem if config.endswith((".yaml", ".yml")) else config
     out = (out if out is not None else Path("runs") / f"benchmark-{name}").resolve()
-    report = run_benchmark(cfg, out, progress=progress, command=" ".join(["rcl"] + sys.argv[1:]))
+    report = run_benchmark(cfg, out, progress=progress, command=" ".join(["rcl"] + sys.argv[1:]), engine=engine,
+                           save_every=save_every)
     typer.echo(f"report: {report}")

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import SeedOpt, errors_to_exit, path_option
+from .common import DeviceOpt, Precision, PrecisionOpt, SeedOpt, ThreadsOpt, errors_to_exit, make_engine, path_option, set_threads
 
 
 @errors_to_exit
@@ -16,6 +16,9 @@ def demo(
     out: Annotated[Optional[Path], path_option("--out", "-o", help="Run folder (default runs/demo-<time>).")] = None,
     seed: SeedOpt = 0,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = Precision.fp32,
+    threads: ThreadsOpt = None,
 ):
     """RCL end to end on scikit-image's bundled photographs (grayscale, σ ~ U[5, 50] per photo).
 
@@ -24,4 +27,6 @@ def demo(
     """
     from ..demo import run_demo
 
-    run_demo(out=out, quick=quick, seed=seed, progress=progress)
+    set_threads(threads)
+    engine = make_engine(device, precision, progress=progress)
+    run_demo(out=out, quick=quick, seed=seed, progress=progress, engine=engine)

@@ -10,8 +10,8 @@ import typer
 
 from ..configs import MAX_SEED
 from ..tasks import TASKS
-from .common import (OverwriteOpt, UsageError, check_channels, check_outputs, check_restorer, check_tile,
-                     errors_to_exit, path_argument, path_option, tile_help)
+from .common import (DeviceOpt, OverwriteOpt, ThreadsOpt, UsageError, check_channels, check_outputs, check_restorer,
+                     check_tile, errors_to_exit, path_argument, path_option, set_threads, tile_help)
 from .task_options import EvalNoiseOpt
 
 
@@ -24,6 +24,8 @@ def evaluate(
     channels: Annotated[Optional[int], typer.Option(help="Convert test images to 1 or 3 channels.")] = None,
     tile: Annotated[Optional[int], typer.Option(help=tile_help())] = None,
     json_out: Annotated[Optional[Path], path_option("--json", help="Write per-image scores as JSON.")] = None,
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
     overwrite: OverwriteOpt = False,
 ):
     # the help (docstring) is set below, from the tasks
@@ -36,11 +38,17 @@ def evaluate(
     from ..reporting import finite_json, print_table
     from ..tasks import task_from_metadata
 
+    from ..training import describe_device, resolve_device
+
     check_channels(channels)
     check_tile(tile)
+    set_threads(threads)
+    dev = resolve_device(device)
     if json_out is not None:
         check_outputs({"--json": json_out}, [data, *checkpoints], overwrite)
     models = [(ck, *load_checkpoint(ck)) for ck in checkpoints]
+    for _, model, _ in models:
+        model.to(dev)
     for ck, _, meta in models:
         check_restorer(meta, ck)
     tasks = {(task_from_metadata(m).describe()) for _, _, m in models}
@@ -72,9 +80,10 @@ def evaluate(
             for r in list(results.values())[:1]]
     rows += [{"method": k, "psnr": r.mean("psnr"), "ssim": r.mean("ssim")} for k, r in results.items()]
     print_table(f"{data} — {task.describe()}{task.score_note}, {noise_model.describe()}, seed {seed}, "
-                f"{len(test)} images", rows)
+                f"{len(test)} images, on {describe_device(dev)}", rows)
     if json_out is not None:
         payload = {"data": str(data), "task": task.name, "scale": task.scale, "noise": noise, "seed": seed,
+                   "device": describe_device(dev),
                    "results": {k: r.to_dict() for k, r in results.items()}}
         text = json.dumps(finite_json(payload), indent=2, allow_nan=False)
         atomic_write_bytes(json_out, lambda tmp: tmp.write_text(text))

@@ -10,8 +10,9 @@ from typing import Annotated, Optional
 import typer
 
 from ..tasks import TASKS
-from .common import (OverwriteOpt, UsageError, check_replace, check_restorer, check_tile, check_writable_target,
-                     errors_to_exit, name_too_long, path_argument, path_option, tile_help)
+from .common import (DeviceOpt, OverwriteOpt, ThreadsOpt, UsageError, check_replace, check_restorer, check_tile,
+                     check_writable_target, errors_to_exit, name_too_long, path_argument, path_option, set_threads,
+                     tile_help)
 from .task_options import task_check
 
 DENOISE_ALIAS_HELP = "Alias of `rcl restore` (kept so that existing commands keep working)."
@@ -77,6 +78,8 @@ def restore(
                                                      "atomically, so an existing one is complete): continues an "
                                                      "interrupted folder restore. Files of the input folder that are "
                                                      "the outputs of other inputs are left out.")] = False,
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
 ):
     # the help (docstring) is set below, from the tasks
     from ..checkpoint import load_checkpoint
@@ -84,11 +87,16 @@ def restore(
     from ..evaluation.inference import MEMORY_ENV, auto_tile, default_inference_bytes, predict, tile_overlap
     from ..tasks import task_from_metadata
 
+    from ..training import resolve_device
+
     check_tile(tile)
+    set_threads(threads)
+    dev = resolve_device(device)
     if overwrite and skip_existing:
         raise UsageError("--overwrite and --skip-existing exclude each other: choose one")
     budget = default_inference_bytes()  # a bad RCL_INFERENCE_MEMORY fails before any work
     model, meta = load_checkpoint(checkpoint)
+    model.to(dev)
     check_restorer(meta, checkpoint)
     task = task_from_metadata(meta)
     if any(c in suffix for c in ("/", "\\", os.sep)) or ".." in suffix:

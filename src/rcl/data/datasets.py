@@ -133,7 +133,11 @@ class ImageBank:
 
     Attributes:
         heights, widths: (N,) int64 on ``device``.
+        decodes_files: False (the images are in memory; a
+            :class:`rcl.data.filebank.FileBank` decodes its files for each batch).
     """
+
+    decodes_files = False
 
     def __init__(self, images: ImageSet, device: torch.device | str = "cpu"):
         self.device = torch.device(device)
@@ -186,10 +190,16 @@ def gather_crops(buffer: torch.Tensor, offsets: torch.Tensor, widths: torch.Tens
     return buffer[lin].permute(0, 3, 1, 2)  # (b, size, size, C) viewed as (b, C, size, size)
 
 
-def as_bank(images: "ImageSet | ImageBank", device: torch.device | str | None = None) -> "ImageBank":
-    """``images`` as an :class:`ImageBank` (built on ``device``, default CPU, if it is an ImageSet)."""
+def as_bank(images, device: torch.device | str | None = None):
+    """``images`` as a crop source: an :class:`ImageSet` as an :class:`ImageBank` (on ``device``,
+    default CPU), a :class:`rcl.data.filebank.FileImageSet` as its
+    :class:`~rcl.data.filebank.FileBank` (CPU), a bank as it is."""
     if isinstance(images, ImageSet):
         return ImageBank(images, device or "cpu")
+    from .filebank import FileBank, FileImageSet
+
+    if isinstance(images, FileImageSet):
+        return FileBank(images)
     return images
 
 
@@ -233,11 +243,12 @@ def contrastive_batch(images: "ImageSet | ImageBank", batch_images: int, crop: i
     n = len(bank)
     b = min(batch_images, n)
     idx = draws.shared_randperm(n)[:b].to(bank.device)[draws.local(b)]
-    views = []
-    for _ in range(2):
-        top, left, code = crop_geometry(bank, idx, crop, draws, b)
-        views.append(bank.crops(idx, top, left, crop, code))
-    return torch.cat(views), idx
+    (t1, l1, c1), (t2, l2, c2) = (crop_geometry(bank, idx, crop, draws, b) for _ in range(2))
+    # both views in one gather (a file-backed bank then decodes each image once per step); the
+    # cat gives the memory layout of one gather per view
+    x = bank.crops(torch.cat([idx, idx]), torch.cat([t1, t2]), torch.cat([l1, l2]), crop, torch.cat([c1, c2]))
+    k = idx.shape[0]
+    return torch.cat([x[:k], x[k:]]), idx
 
 
 def crop_batch(images: "ImageSet | ImageBank", batch: int, crop: int, draws,
@@ -285,7 +296,7 @@ def add_noise_per_image(images: ImageSet, noise: NoiseModel, seed: int) -> tuple
 
 def as_source(images, device: torch.device | str = "cpu"):
     """What a method crops from: an :class:`ImageSet` as an :class:`ImageBank` on ``device``; a
-    bank (or :class:`rcl.data.filebank.FileBank`, decoded on demand) as it is."""
-    if isinstance(images, ImageSet):
-        return ImageBank(images, device)
-    return images
+    :class:`rcl.data.filebank.FileImageSet` as a :class:`rcl.data.filebank.FileBank` (on the CPU,
+    decoded batch by batch, in DataLoader workers: the trainer moves the batches to ``device``); a
+    bank as it is."""
+    return as_bank(images, device)

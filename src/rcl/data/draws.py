@@ -31,6 +31,10 @@ from ..distributed import world_size as _world_size
 
 _MASK63 = (1 << 63) - 1
 
+SAMPLER = "step-draws/1"
+"""The version of the training sampler (part of the benchmark's training-cell hashes: cells
+trained with another sampler are recomputed)."""
+
 
 def derive_seed(*parts: int | str) -> int:
     """A 63-bit seed from any parts (BLAKE2b of their text): nearby inputs give unrelated seeds."""

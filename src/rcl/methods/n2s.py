@@ -50,13 +50,16 @@ def n2s_predict(model: nn.Module, x: torch.Tensor, grid: int = 4) -> torch.Tenso
 
     single = x.ndim == 3
     xb = x.unsqueeze(0) if single else x
+    origin = xb.device
+    p = next(iter(model.parameters()), None)
+    xb = xb.to(p.device) if p is not None else xb
     with inference_layout(model):
         out = torch.zeros_like(xb)
         for dy in range(min(grid, xb.shape[-2])):
             for dx in range(min(grid, xb.shape[-1])):
                 masked, mask = n2s_mask(xb, grid, phase=(dy, dx))
                 out = torch.where(mask, model(to_layout(masked)), out)
-    out = out.contiguous()
+    out = out.contiguous().to(origin)
     return out[0] if single else out
 
 

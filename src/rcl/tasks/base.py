@@ -213,9 +213,15 @@ class Task:
     def pretraining_data(self, images: ImageSet, noise: NoiseModel | None, seed: int) -> ImageSet:
         """The noisy collection self-supervised methods pre-train on: ``images`` noised once per image
         (seeded by ``seed`` and the name) with a synthetic ``noise``; as they are with real noise
-        or ``noise`` None."""
+        or ``noise`` None. A file-backed collection (:class:`rcl.data.filebank.FileImageSet`) gets
+        the same noise as a transform applied when each image is decoded
+        (:meth:`~rcl.data.filebank.FileImageSet.with_noise`)."""
+        from ..data.filebank import FileImageSet
+
         if noise is None or not noise.synthetic:
             return images
+        if isinstance(images, FileImageSet):
+            return images.with_noise(noise, seed)
         return add_noise_per_image(images, noise, seed)[0]
 
     def training_batch(self, clean: ImageSet, inputs: ImageSet | None, noise: NoiseModel | None,

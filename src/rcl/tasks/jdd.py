@@ -58,6 +58,14 @@ def mosaic_crops(mosaics, targets, batch: int, crop: int, draws) -> tuple[torch.
     return src.crops(idx, top, left, crop), tgt.crops(idx, top, left, crop)
 
 
+def _refuse_files(images) -> None:
+    """JDD pre-training mosaics and packs the whole collection: not from files decoded per batch."""
+    from ..data.filebank import FileImageSet
+
+    if isinstance(images, FileImageSet):
+        raise ValueError("file-backed collections are not supported for JDD pre-training; use --dataset memory")
+
+
 class JDDTask(Task):
     """Joint demosaicking + denoising of Bayer mosaics.
 
@@ -148,8 +156,10 @@ class JDDTask(Task):
         """Noisy mosaics of clean RGB ``images`` (:meth:`degrade`) packed to (4, H/2, W/2).
 
         Raises:
-            ValueError: real noise (mosaics are synthesised from clean images), or not RGB.
+            ValueError: a file-backed collection (:class:`rcl.data.filebank.FileImageSet`), real
+                noise (mosaics are synthesised from clean images), or not RGB.
         """
+        _refuse_files(images)
         if noise is not None and not noise.synthetic:
             raise ValueError("JDD pre-training synthesises noisy mosaics from clean RGB images: "
                              "give a synthetic noise model")
@@ -247,6 +257,7 @@ class JDDTask(Task):
         return 3
 
     def check_pretraining(self, images: ImageSet, noise: NoiseModel, crop: int, what: str) -> None:
+        _refuse_files(images)
         if not noise.synthetic:
             raise ValueError(f"--task {self.name} pre-trains on mosaics synthesised from clean RGB images; "
                              "--noise real is not supported here")
