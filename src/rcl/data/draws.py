@@ -149,6 +149,8 @@ class Draws:
         self._calls += 1
         rows = rate.shape[0]
         if self.layout is None:
+            if self.world > 1:  # local rows are not global positions: every rank would draw rank 0's noise
+                raise RuntimeError("per-row draws on several ranks need the batch layout (Draws(layout=...))")
             globals_ = list(range(rows))
         else:
             k, n = self.layout

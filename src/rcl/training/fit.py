@@ -167,6 +167,10 @@ def _prepare(model: nn.Module, engine: Engine):
     if is_distributed():
         import torch.distributed as dist
 
+        has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        if has_bn and engine.device.type != "cuda":
+            raise ValueError("a network with BatchNorm (DnCNN deeper than 2 layers) trains on several ranks on "
+                             "CUDA only (SyncBatchNorm has no CPU kernel); use --arch unet, or one process")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         with torch.no_grad():
             for t in list(model.parameters()) + list(model.buffers()):
