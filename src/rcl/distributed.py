@@ -143,6 +143,8 @@ def init_from_env() -> bool:
     if not launched_by_torchrun() or (dist.is_available() and dist.is_initialized()):
         return is_distributed()
     backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank() % torch.cuda.device_count())  # one GPU per rank, before NCCL starts
     dist.init_process_group(backend=backend)
     return True
 

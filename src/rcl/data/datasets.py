@@ -144,6 +144,7 @@ class ImageBank:
         self.names = list(images.names)
         self.channels = images.channels
         sizes = [(im.shape[1], im.shape[2]) for im in images.images]
+        self.sizes_hw = sizes  # host copy: checks never read the device
         self.heights = torch.tensor([h for h, _ in sizes], dtype=torch.long, device=self.device)
         self.widths = torch.tensor([w for _, w in sizes], dtype=torch.long, device=self.device)
         counts = self.heights * self.widths
@@ -155,7 +156,7 @@ class ImageBank:
         return len(self.names)
 
     def min_side(self) -> int:
-        return int(torch.minimum(self.heights, self.widths).min())
+        return min(min(hw) for hw in self.sizes_hw)
 
     def crops(self, idx: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int,
               code: torch.Tensor | None = None) -> torch.Tensor:
@@ -212,9 +213,9 @@ def crop_geometry(bank: "ImageBank", idx: torch.Tensor, size: int, draws, n: int
     Raises:
         ValueError: an image is smaller than the crop.
     """
+    if bank.min_side() < size:  # a host-side check: no device sync per step
+        raise ValueError(f"an image is smaller ({bank.min_side()} px) than the crop size {size}")
     h, w = bank.heights[idx.to(bank.device)], bank.widths[idx.to(bank.device)]
-    if idx.numel() and int(torch.minimum(h, w).min()) < size:
-        raise ValueError(f"an image is smaller ({int(torch.minimum(h, w).min())} px) than the crop size {size}")
     top = draws.below((h - size) // multiple + 1, n) * multiple
     left = draws.below((w - size) // multiple + 1, n) * multiple
     code = draws.randint(8, n) if dihedral else None
@@ -269,7 +270,7 @@ def crop_batch(images: "ImageSet | ImageBank", batch: int, crop: int, draws,
     if targets is None:
         return x, None
     tb = as_bank(targets, bank.device)
-    if not (torch.equal(tb.heights, bank.heights) and torch.equal(tb.widths, bank.widths)):
+    if list(tb.sizes_hw) != list(bank.sizes_hw):
         raise ValueError("targets and inputs differ in size")
     return x, tb.crops(idx, top, left, crop, code)
 

@@ -174,6 +174,16 @@ class Draws:
         """Integers in [0, high), the same on every rank."""
         return torch.randint(0, high, shape, generator=self.generator(), device=self.device)
 
+    def host_randint(self, high: int, n: int) -> list[int]:
+        """``n`` integers in [0, high) drawn on the CPU (Python ints, the same on every rank), for
+        choices that steer the computation (e.g. Noise2Self's phase) without a device sync."""
+        if self._plain:
+            g = self._fixed if self._fixed is not None and self._fixed.device.type == "cpu" else None
+            return [int(v) for v in torch.randint(0, high, (n,), generator=g)]
+        self._calls += 1
+        g = torch.Generator().manual_seed(derive_seed(self.seed, self.step, self.stream, self._calls))
+        return [int(v) for v in torch.randint(0, high, (n,), generator=g)]
+
 
 def as_draws(draws: "Draws | torch.Generator | None") -> Draws:
     """``draws`` itself, or a plain generator (None: torch's global RNG) wrapped as a one-rank

@@ -10,18 +10,20 @@ import torch
 
 from ..data.draws import Draws, as_draws
 
-_OFFSETS_CACHE: dict[int, torch.Tensor] = {}
+_OFFSETS_CACHE: dict[tuple, torch.Tensor] = {}
 
 
-def neighbour_offsets(radius: int) -> torch.Tensor:
+def neighbour_offsets(radius: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """The (dy, dx) offsets of the (2·radius + 1)² − 1 neighbours of a pixel, (K, 2) int64 without
-    (0, 0): the candidates of Noise2Void's random-neighbour replacement (cached per radius)."""
-    if radius not in _OFFSETS_CACHE:
+    (0, 0): the candidates of Noise2Void's random-neighbour replacement (cached per radius and
+    device, so a training step copies nothing to the device)."""
+    key = (radius, str(torch.device(device)))
+    if key not in _OFFSETS_CACHE:
         r = torch.arange(-radius, radius + 1)
         dy, dx = torch.meshgrid(r, r, indexing="ij")
         keep = (dy != 0) | (dx != 0)
-        _OFFSETS_CACHE[radius] = torch.stack([dy[keep], dx[keep]], dim=1)  # (K, 2), no (0, 0)
-    return _OFFSETS_CACHE[radius]
+        _OFFSETS_CACHE[key] = torch.stack([dy[keep], dx[keep]], dim=1).to(device)  # (K, 2), no (0, 0)
+    return _OFFSETS_CACHE[key]
 
 
 def n2v_mask(x: torch.Tensor, ratio: float, generator: "Draws | torch.Generator | None" = None,
@@ -53,7 +55,7 @@ def n2v_mask(x: torch.Tensor, ratio: float, generator: "Draws | torch.Generator 
     flat_mask = mask.view(b, -1)
     empty = ~flat_mask.any(dim=1)
     flat_mask[torch.arange(b, device=x.device), fallback] |= empty
-    offs = neighbour_offsets(radius).to(x.device)
+    offs = neighbour_offsets(radius, x.device)
     pick = draws.sample_randint(len(offs), b, c, h, w).to(x.device)
     yy = torch.arange(h, device=x.device).view(1, 1, h, 1).expand(b, c, h, w)
     xx = torch.arange(w, device=x.device).view(1, 1, 1, w).expand(b, c, h, w)

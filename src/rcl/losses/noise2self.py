@@ -80,7 +80,7 @@ def n2s_mask(x: torch.Tensor, grid: int = 4, generator: torch.Generator | None =
     if phase is None:
         from ..data.draws import as_draws
 
-        dy, dx = (int(v) for v in as_draws(generator).shared_randint(grid, 2))
+        dy, dx = as_draws(generator).host_randint(grid, 2)
     else:
         dy, dx = phase
         if not (0 <= dy < grid and 0 <= dx < grid):

@@ -47,12 +47,9 @@ def mosaic_crops(mosaics, targets, batch: int, crop: int, draws) -> tuple[torch.
     draws = as_draws(draws)
     src = as_bank(mosaics)
     tgt = as_bank(targets, src.device)
-    even_h, even_w = src.heights // 2 * 2, src.widths // 2 * 2
-    bad = ((tgt.heights != even_h) | (tgt.widths != even_w)).nonzero()
-    if len(bad):
-        i = int(bad[0])
-        raise ValueError(f"{src.names[i]}: target {(int(tgt.heights[i]), int(tgt.widths[i]))} is not 2× the input "
-                         f"{(int(src.heights[i]) // 2, int(src.widths[i]) // 2)}")
+    for name, (h, w), t in zip(src.names, src.sizes_hw, tgt.sizes_hw):  # host-side sizes: no device sync
+        if tuple(t) != (h // 2 * 2, w // 2 * 2):
+            raise ValueError(f"{name}: target {tuple(t)} is not 2× the input {(h // 2, w // 2)}")
     idx = draws.randint(len(src), batch).to(src.device)
     top, left, _ = crop_geometry(src, idx, crop, draws, batch, multiple=2, dihedral=False)
     return src.crops(idx, top, left, crop), tgt.crops(idx, top, left, crop)

@@ -48,11 +48,9 @@ def aligned_crops(inputs, targets, batch: int, crop_in: int, factor: int, draws,
     draws = as_draws(draws)
     src, tgt = as_bank(inputs), as_bank(targets)
     tgt = as_bank(targets, src.device)
-    bad = ((tgt.heights != src.heights * factor) | (tgt.widths != src.widths * factor)).nonzero()
-    if len(bad):
-        i = int(bad[0])
-        raise ValueError(f"{src.names[i]}: target {(int(tgt.heights[i]), int(tgt.widths[i]))} is not {factor}× the "
-                         f"input {(int(src.heights[i]), int(src.widths[i]))}")
+    for name, (h, w), t in zip(src.names, src.sizes_hw, tgt.sizes_hw):  # host-side sizes: no device sync
+        if tuple(t) != (h * factor, w * factor):
+            raise ValueError(f"{name}: target {tuple(t)} is not {factor}× the input {(h, w)}")
     idx = draws.randint(len(src), batch).to(src.device)
     top, left, code = crop_geometry(src, idx, crop_in, draws, batch, dihedral=augment)
     return (src.crops(idx, top, left, crop_in, code),

@@ -51,7 +51,7 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
         return torch.device("mps")
     if text == "cuda" or text.startswith("cuda:"):
         index = text.partition(":")[2]
-        if index and not index.isdigit():
+        if text.startswith("cuda:") and not index.isdigit():
             raise DeviceError(f"--device {spec}: use cuda or cuda:N with N a GPU number")
         if not torch.cuda.is_available():
             why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"

@@ -200,5 +200,5 @@ def fingerprint(task: Task, cls: type[Method], cfg, body: ModelConfig, data, noi
     if init is not None:
         for k, v in init.state_dict().items():
             h.update(k.encode())
-            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+            h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
