@@ -279,12 +279,34 @@ def check_output_file(out: Path, inputs: list[Optional[Path]], suffix: str = ".s
     check_outputs({"--out": out, "--log": log}, inputs, overwrite)
 
 
-def load_training_images(data: Path, noise_spec: str, channels: Optional[int], crop: int):
-    """The training images (each at least ``crop`` px) and the parsed noise model."""
-    from ..data.datasets import load_image_set
+class DatasetMode(str, Enum):
+    auto = "auto"
+    memory = "memory"
+    files = "files"
+
+
+DatasetOpt = Annotated[DatasetMode, typer.Option(
+    "--dataset", help="Keep the training images in memory, or decode them from their files on demand "
+                      "(collections larger than memory); auto: files when their float32 pixels exceed "
+                      "RCL_DATASET_MEMORY (default 1 GiB).")]
+WorkersOpt = Annotated[int, typer.Option(
+    "--workers", min=0, help="DataLoader worker processes that decode a file-backed collection (0: in the "
+                             "training process; unused in memory).")]
+
+
+def load_training_images(data: Path, noise_spec: str, channels: Optional[int], crop: int,
+                         dataset: "DatasetMode | str" = "memory"):
+    """The training images (each at least ``crop`` px; in memory, or a file-backed
+    :class:`rcl.data.filebank.FileImageSet` by ``dataset``, see
+    :func:`rcl.data.filebank.open_collection`) and the parsed noise model.
+
+    Raises:
+        UsageError: a bad --channels. ValueError / ImageReadError: a bad noise spec or collection.
+    """
+    from ..data.filebank import open_collection
     from ..data.noise import parse_noise_spec
 
     noise = parse_noise_spec(noise_spec)
     check_channels(channels)
-    images = load_image_set(data, channels=channels, min_size=crop)
+    images = open_collection(data, channels=channels, min_size=crop, mode=getattr(dataset, "value", dataset))
     return images, noise

@@ -8,10 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (Arch, CheckpointOutOpt, CompileOpt, DeviceOpt, LogEveryOpt, LogOpt, LrOpt, OverwriteOpt, Precision,
-                     PrecisionOpt, ProgressOpt, ResumeOpt, SaveEveryOpt, SeedOpt, StepsOpt, ThreadsOpt, UsageError,
-                     check_output_file, engine_metadata, errors_to_exit, finish_state,
-                     load_training_images, make_engine, path_argument, set_threads)
+from .common import (Arch, CheckpointOutOpt, CompileOpt, DatasetMode, DatasetOpt, DeviceOpt, LogEveryOpt, LogOpt,
+                     LrOpt, OverwriteOpt, Precision, PrecisionOpt, ProgressOpt, ResumeOpt, SaveEveryOpt, SeedOpt,
+                     StepsOpt, ThreadsOpt, UsageError, WorkersOpt, check_output_file, engine_metadata,
+                     errors_to_exit, finish_state, load_training_images, make_engine, path_argument,
+                     set_threads)
 from .task_options import (DEFAULT_TASK, PatternOpt, TaskName, TrainNoiseOpt, make_task,
                            pretraining_task_help, task_check)
 
@@ -56,6 +57,8 @@ def pretrain(
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = Precision.fp32,
     threads: ThreadsOpt = None,
+    dataset: DatasetOpt = DatasetMode.auto,
+    workers: WorkersOpt = 0,
     compile: CompileOpt = False,
     save_every: SaveEveryOpt = None,
     resume: ResumeOpt = None,
@@ -64,7 +67,8 @@ def pretrain(
     """Pre-train a network with RCL on noisy images alone (no clean targets are used).
 
     With a synthetic --noise the images are taken as clean and noised once (seeded), which
-    simulates a user's noisy collection; with --noise real they are used as they are.
+    simulates a user's noisy collection; with --noise real they are used as they are. A collection
+    larger than memory is decoded from its files as training goes (--dataset, --workers).
     """
     from ..checkpoint import save_checkpoint
     from ..distributed import is_main
@@ -76,14 +80,15 @@ def pretrain(
     check_output_file(out, [data, resume], log=log, overwrite=overwrite)
     set_threads(threads)
     engine = make_engine(device, precision, compile=compile, progress=progress, log_every=log_every,
-                         save_every=save_every, resume=resume, out=out, overwrite=overwrite)
+                         save_every=save_every, resume=resume, out=out, overwrite=overwrite,
+                         workers=workers)
     the_task = make_task(task, pattern=pattern)
     noise = noise if noise is not None else the_task.train_noise
     cfg = RCL.Config(steps=steps, batch_images=batch_images, crop_size=crop_size, lr=lr,
                      temperature=temperature, contrastive_weight=contrastive_weight,
                      consistency=consistency.value, consistency_weight=consistency_weight,
                      similarity=similarity.value, seed=seed)
-    images, noise_model = load_training_images(data, noise, channels, crop_size)
+    images, noise_model = load_training_images(data, noise, channels, crop_size, dataset)
     if len(images) < 2:
         raise UsageError(f"{data}: RCL pre-training needs at least 2 images (negatives come from other images)")
     task_check(the_task.check_pretraining, images, noise_model, crop_size, str(data))

@@ -257,7 +257,8 @@ class FileBank:
     from their files. ``decodes_files`` tells the trainer to draw batches in DataLoader workers.
 
     Attributes:
-        heights, widths: (N,) int64 on the CPU (from the headers).
+        heights, widths: (N,) int64 on the CPU (from the headers); ``sizes_hw`` the same as a list
+            of (H, W).
         names, channels, device (always the CPU: batches are moved to the training device by the
         trainer).
     """
@@ -270,6 +271,7 @@ class FileBank:
         self.channels = images.channels
         self.device = torch.device("cpu")
         sizes = images.sizes()
+        self.sizes_hw = sizes  # host copy, as ImageBank's
         self.heights = torch.tensor([h for h, _ in sizes], dtype=torch.long)
         self.widths = torch.tensor([w for _, w in sizes], dtype=torch.long)
         self._bad: set[int] = set()  # files this process found undecodable
@@ -287,7 +289,7 @@ class FileBank:
         return state
 
     def min_side(self) -> int:
-        return int(torch.minimum(self.heights, self.widths).min())
+        return min(min(hw) for hw in self.sizes_hw)
 
     def crops(self, idx: torch.Tensor, top: torch.Tensor, left: torch.Tensor, size: int,
               code: torch.Tensor | None = None) -> torch.Tensor:
@@ -325,7 +327,7 @@ class FileBank:
             j = (i + k) % n
             if j in self._bad or (self._shared is not None and self._shared[j]):
                 continue
-            if k and min(int(self.heights[j]), int(self.widths[j])) < size:
+            if k and min(self.sizes_hw[j]) < size:
                 continue
             try:
                 return j, self.images.load(j)
@@ -417,27 +419,3 @@ def open_collection(path: str | os.PathLike, channels: int | None = None, min_si
     if mode == "files" or files.decoded_bytes() > limit:
         return files
     return load_image_set(path, channels=channels, min_size=min_size, min_size_reason=min_size_reason)
-
-
-def collection_for_cli(data: str | os.PathLike, noise_spec: str, channels: int | None, crop: int,
-                       dataset: str = "auto", workers: int = 0) -> "tuple[ImageSet | FileImageSet, NoiseModel]":
-    """``rcl pretrain``'s training images and parsed noise model: :func:`open_collection` with
-    ``--dataset`` (auto, memory or files; an Enum's value is accepted) and every image at least
-    ``crop`` px, after checking ``--channels`` and ``--workers`` (the DataLoader workers that decode
-    a file-backed collection; unused in memory).
-
-    Raises:
-        rcl.cli.common.UsageError: a bad --channels, --dataset or --workers.
-        ValueError / ImageReadError: as :func:`open_collection` (and a bad noise spec).
-    """
-    from ..cli.common import UsageError, check_channels
-    from .noise import parse_noise_spec
-
-    noise = parse_noise_spec(noise_spec)
-    check_channels(channels)
-    dataset = getattr(dataset, "value", dataset)
-    if dataset not in DATASET_MODES:
-        raise UsageError(f"--dataset {dataset}: use {', '.join(DATASET_MODES)}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise UsageError(f"--workers must be >= 0, got {workers}")
-    return open_collection(data, channels=channels, min_size=crop, mode=dataset), noise

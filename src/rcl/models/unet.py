@@ -15,6 +15,20 @@ from torch import nn
 from .padding import pad_to_multiple
 
 
+def _dense_grad(z: torch.Tensor) -> torch.Tensor:
+    """``z`` unchanged; its gradient is made dense in ``z``'s memory format before it flows on.
+
+    The gradient of an up-sampled tensor reaches it from ``torch.cat``'s backward as a channel
+    slice, which is dense in no layout; bilinear up-sampling's backward then takes a generic path,
+    4× slower than on a dense channels-last gradient (10 % of a default training step on the CPU,
+    measured in docs/benchmarks.md). Values are unchanged."""
+    if z.requires_grad:
+        fmt = torch.channels_last if z.dim() == 4 and z.is_contiguous(memory_format=torch.channels_last) \
+            else torch.contiguous_format
+        z.register_hook(lambda g: g.contiguous(memory_format=fmt))
+    return z
+
+
 def _block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, padding=1), nn.LeakyReLU(0.1, inplace=True),
@@ -89,7 +103,7 @@ class UNet(nn.Module):
 
     def decode(self, z: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
         for blk, skip in zip(self.dec, reversed(skips)):
-            z = F.interpolate(z, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            z = _dense_grad(F.interpolate(z, size=skip.shape[-2:], mode="bilinear", align_corners=False))
             z = blk(torch.cat([z, skip], dim=1))
         return z
 

@@ -92,6 +92,19 @@ def read_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, meta
 
 
+def _match_layouts(opt: torch.optim.Optimizer) -> None:
+    """Give each moment tensor its parameter's strides (states are saved dense row-major).
+
+    The fused Adam kernel walks a parameter and its moments as flat memory, so a channels-last
+    parameter with row-major moments would pair the wrong elements."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            st = opt.state.get(p, {})
+            for key, val in st.items():
+                if isinstance(val, torch.Tensor) and val.shape == p.shape and val.stride() != p.stride():
+                    st[key] = torch.empty_like(p, dtype=val.dtype).copy_(val)
+
+
 def load_state(path, model: nn.Module, extra: list[nn.Parameter], opt, sched, scaler, fingerprint: str,
                steps: int) -> tuple[int, list[dict]]:
     """Restore a state into a freshly built run; returns ``(step, history)``.
@@ -118,6 +131,7 @@ def load_state(path, model: nn.Module, extra: list[nn.Parameter], opt, sched, sc
                 _, pi, key = k.split("/", 2)
                 state.setdefault(int(pi), {})[key] = v
         opt.load_state_dict({"state": state, "param_groups": meta["optim_groups"]})
+        _match_layouts(opt)
         sched.load_state_dict({**meta["scheduler"], "lr_lambdas": [None] * len(opt.param_groups)})
         scaler.load_state_dict(meta["scaler"]) if meta.get("scaler") else None
     except (KeyError, RuntimeError, ValueError, TypeError) as exc:
