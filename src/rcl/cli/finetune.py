@@ -1,4 +1,5 @@
-"""`rcl finetune`: supervised fine-tuning on a label fraction, for any task of :mod:`rcl.tasks`."""
+"""`rcl finetune`: supervised fine-tuning on a label fraction or a number of labelled images, for any task of
+:mod:`rcl.tasks`."""
 
 from __future__ import annotations
 
@@ -32,7 +33,13 @@ def finetune(
     task: Annotated[TaskName, typer.Option(help=task_help(lambda cls: cls.summary))] = DEFAULT_TASK,
     scale: ScaleOpt = None,
     pattern: PatternOpt = None,
-    label_fraction: Annotated[float, typer.Option(help="Fraction 0 < f <= 1 of DATA used as labels (at least one image).")] = 1.0,
+    label_fraction: Annotated[Optional[float], typer.Option(
+        help="Fraction 0 < f <= 1 of DATA used as labels (at least one image); default 1.0, all of "
+             "DATA. Excludes --labels.")] = None,
+    labels: Annotated[Optional[int], typer.Option(
+        "--labels", metavar="N", help="Number of labelled images of DATA (of noisy/clean pairs with --noisy), "
+                                      "1 to the number of images; chosen exactly as --label-fraction N/len(DATA) "
+                                      "chooses them. Excludes --label-fraction.")] = None,
     channels: Annotated[Optional[int], typer.Option(help="Convert images to 1 or 3 channels.")] = None,
     arch: Annotated[Arch, _from_scratch("Architecture")] = Arch.unet,
     width: Annotated[int, _from_scratch("Width")] = 16,
@@ -54,7 +61,7 @@ def finetune(
     resume: ResumeOpt = None,
     overwrite: OverwriteOpt = False,
 ):
-    """Fine-tune on a label fraction of clean images, from --init or from scratch, for one task (--task).
+    """Fine-tune on a label fraction (or --labels N) of clean images, from --init or from scratch, for one --task.
 
     Denoising by default; the other tasks (see --task) take their own options.
     """
@@ -63,6 +70,7 @@ def finetune(
     from ..data.datasets import load_image_set
     from ..data.noise import parse_noise_spec
     from ..methods import Supervised
+    from ..methods.supervised import fraction_for_label_count
     from ..models import ModelConfig
     from ..tasks import TASKS, TaskFieldError
     from ..training import fit
@@ -75,8 +83,11 @@ def finetune(
     if noisy is not None and noise is not None and parse_noise_spec(noise).synthetic:
         raise UsageError(f"--noise {noise} and --noisy exclude each other: the noisy images are the inputs")
     noise = noise if noise is not None else ("real" if noisy is not None else the_task.train_noise)
+    if labels is not None and label_fraction is not None:
+        raise UsageError(f"--labels {labels} and --label-fraction {label_fraction:g} exclude each other; "
+                         f"give the number of labelled images or their fraction")
     cfg = Supervised.Config(steps=steps, batch_size=batch_size, crop_size=crop_size, lr=lr, loss=loss,
-                            label_fraction=label_fraction, seed=seed)
+                            label_fraction=label_fraction if label_fraction is not None else 1.0, seed=seed)
     if noisy is not None and not the_task.input_is_noisy_target:
         takes = ", ".join(f"--task {name}" for name, cls in TASKS.items() if cls.input_is_noisy_target)
         raise UsageError(f"--noisy pairs are supported for {takes} only (got --task {the_task.name})")
@@ -92,6 +103,12 @@ def finetune(
         for a, b, name in zip(images.images, pairs.images, images.names):
             if a.shape != b.shape:
                 raise UsageError(f"{name}: clean {tuple(a.shape)} and noisy {tuple(b.shape)} sizes differ")
+    if labels is not None:  # the count goes through the fraction's one selection (rcl.training.labelled_subset)
+        what = f"{data} and {noisy} have {len(images)} noisy/clean pair(s)" if pairs is not None else \
+            f"{data} has {len(images)} image(s)"
+        if not 1 <= labels <= len(images):
+            raise UsageError(f"--labels {labels}: {what}; give 1 to {len(images)}")
+        cfg = Supervised.Config(**{**cfg.model_dump(), "label_fraction": fraction_for_label_count(labels, len(images))})
     body_channels = task_check(the_task.body_channels, images.channels, prefix=f"{data}: ")
     init_model, meta = None, {}
     if init is not None:
@@ -117,7 +134,8 @@ def finetune(
         return
     save_checkpoint(out, model, mcfg, stage="finetune", init=str(init) if init else None,
                     init_stage=meta.get("stage"), noise=noise, training=cfg.model_dump(),
-                    labelled_images=labelled, final_loss=hist[-1]["loss"], engine=engine_metadata(engine),
+                    labelled_images=labelled, label_count=len(labelled), final_loss=hist[-1]["loss"],
+                    engine=engine_metadata(engine),
                     **the_task.checkpoint_metadata(model))
     finish_state(engine)
     shown = ", ".join(labelled[:5]) + (f", … ({len(labelled) - 5} more)" if len(labelled) > 5 else "")

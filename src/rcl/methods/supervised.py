@@ -19,8 +19,33 @@ from ..losses.supervised import reconstruction_loss
 from .base import Method, check_crop, register_method
 
 
+def fraction_for_label_count(count: int, n_images: int) -> float:
+    """The ``label_fraction`` that selects exactly ``count`` of ``n_images`` labelled images.
+
+    The labelled subset has one definition, :func:`rcl.training.labelled_subset`: ``k = max(1,
+    round(fraction · n))`` images by a seeded permutation. A count goes through it as the fraction
+    ``count / n``, for which ``round((count / n) · n) == count`` exactly in float64 (the relative
+    error of the product is below 2⁻⁵², far under the 0.5 that rounding absorbs), so a count and
+    its equivalent fraction select the same images for the same seed.
+
+    Args:
+        count: the number of labelled images, 1 ≤ count ≤ n_images.
+        n_images: the number of training images (or noisy/clean pairs), ≥ 1.
+
+    Returns:
+        the fraction in (0, 1] (1.0 when ``count == n_images``).
+
+    Raises:
+        ValueError: ``count`` not in 1..``n_images`` (the message gives the range).
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= n_images:
+        raise ValueError(f"the number of labelled images must be 1 to {n_images}, got {count!r}")
+    return count / n_images
+
+
 class FinetuneConfig(StrictConfig):
-    """Supervised fine-tuning on a label fraction of clean images.
+    """Supervised fine-tuning on a label fraction of clean images (a number of labelled images is
+    given as its fraction, :func:`fraction_for_label_count`).
 
     Attributes:
         steps: optimisation steps.
