@@ -154,3 +154,31 @@ def test_resume_refuses_a_state_of_another_run(data, tmp_path):
     res = subprocess.run(_cmd("pretrain", data, out, "--save-every", "5"), capture_output=True, text=True,
                          env=_env(), timeout=120)
     assert res.returncode == 2 and "--resume" in res.stderr and "--overwrite" in res.stderr
+
+
+def test_plain_log_lines_and_csv_rows_appear_while_training(data, tmp_path):
+    """With stderr not a terminal: plain lines (step, loss, steps/s, ETA; no carriage return) every
+    --log-every steps; the --log CSV (its .part while running) grows as training goes (tail -f)."""
+    out, log = tmp_path / "pre.safetensors", tmp_path / "pre.csv"
+    part = log.with_name(log.name + ".part")
+    proc = subprocess.Popen(_cmd("pretrain", data, out, "--log", str(log), "--log-every", "10"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    rows_seen = 0
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if part.exists():
+                rows_seen = max(rows_seen, len(part.read_text().splitlines()) - 1)
+                if rows_seen >= 5:
+                    break
+            time.sleep(0.05)
+        assert proc.poll() is None and 5 <= rows_seen < STEPS, "no CSV rows were readable during training"
+    finally:
+        proc.wait(timeout=300) if proc.poll() is None else None
+    err = proc.stderr.read()
+    assert proc.returncode == 0, err
+    assert "\r" not in err
+    lines = [ln for ln in err.splitlines() if "step " in ln]
+    assert [int(ln.split("step ")[1].split("/")[0]) for ln in lines] == list(range(10, STEPS + 1, 10))
+    assert all("steps/s" in ln and "ETA" in ln and "loss" in ln for ln in lines)
+    assert len(log.read_text().splitlines()) == STEPS + 1 and not part.exists()
