@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -15,6 +16,12 @@ from .common import (DeviceOpt, OverwriteOpt, ThreadsOpt, UsageError, check_chan
 from .task_options import EvalNoiseOpt
 
 
+class Reference(str, Enum):
+    """Network-free references that ``--reference`` adds to the table."""
+
+    bm3d = "bm3d"
+
+
 @errors_to_exit
 def evaluate(
     checkpoints: Annotated[list[Path], path_argument(help="One or more checkpoints of the same task to compare.")],
@@ -24,6 +31,9 @@ def evaluate(
     channels: Annotated[Optional[int], typer.Option(help="Convert test images to 1 or 3 channels.")] = None,
     tile: Annotated[Optional[int], typer.Option(help=tile_help())] = None,
     json_out: Annotated[Optional[Path], path_option("--json", help="Write per-image scores as JSON.")] = None,
+    reference: Annotated[Optional[Reference], typer.Option(
+        help="Add a classical reference row under the same protocol: bm3d = BM3D (CBM3D on RGB) given each "
+             "image's true σ; denoising models and Gaussian --noise only.")] = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     overwrite: OverwriteOpt = False,
@@ -34,7 +44,7 @@ def evaluate(
     from ..data.io import atomic_write_bytes
     from ..data.noise import parse_noise_spec
     from ..evaluation import evaluate as run_evaluate
-    from ..evaluation import model_denoiser
+    from ..evaluation import BM3D_ROW, bm3d_reference, model_denoiser
     from ..reporting import finite_json, print_table
     from ..tasks import task_from_metadata
 
@@ -59,6 +69,12 @@ def evaluate(
     noise_model = parse_noise_spec(noise)
     if not noise_model.synthetic:
         raise UsageError("evaluation needs clean images and a synthetic --noise, not 'real'")
+    references = {}
+    if reference is Reference.bm3d:
+        try:
+            references[BM3D_ROW] = bm3d_reference(task, noise_model)
+        except ValueError as exc:
+            raise UsageError(f"--reference bm3d: {exc}") from None
     min_size, why = task.min_test_size()  # the task's one rule (also the benchmark's)
     test = load_image_set(data, channels=channels, min_size=min_size, min_size_reason=why)
     denoisers = {}
@@ -75,6 +91,12 @@ def evaluate(
         while name in denoisers:
             name, k = f"{ck.name} ({k})", k + 1
         denoisers[name] = model_denoiser(model, tile)
+    reference_names = set()
+    for name, restorer in references.items():  # in the same call: the same noisy inputs, the same scores
+        while name in denoisers:
+            name += " (reference)"
+        denoisers[name] = restorer
+        reference_names.add(name)
     results, _ = run_evaluate(denoisers, test, noise_model, seed, task=task)
     rows = [{"method": task.reference_name, "psnr": r.mean("psnr_noisy"), "ssim": r.mean("ssim_noisy")}
             for r in list(results.values())[:1]]
@@ -84,7 +106,7 @@ def evaluate(
     if json_out is not None:
         payload = {"data": str(data), "task": task.name, "scale": task.scale, "noise": noise, "seed": seed,
                    "device": describe_device(dev),
-                   "results": {k: r.to_dict() for k, r in results.items()}}
+                   "results": {k: {**r.to_dict(), "reference": k in reference_names} for k, r in results.items()}}
         text = json.dumps(finite_json(payload), indent=2, allow_nan=False)
         atomic_write_bytes(json_out, lambda tmp: tmp.write_text(text))
         typer.echo(f"wrote {json_out}")

@@ -6,6 +6,12 @@ BM3D is *non-blind*: it is given the noise standard deviation σ of the image, o
 intensity scale as the image (``sigma_psd``). The noisy input is passed as unclipped float, as in
 the evaluation protocol; grayscale images use ``bm3d.bm3d``, RGB images ``bm3d.bm3d_rgb``
 (block matching in the opponent colour space).
+
+:func:`bm3d_reference` is BM3D under the evaluation protocol, the one definition behind the BM3D
+rows of the benchmark (``DenoiseTask.classical_restorer("bm3d")``), of ``rcl evaluate --reference
+bm3d`` and of ``rcl demo``: given to :func:`rcl.evaluation.evaluate` beside the networks, it
+denoises the same fixed-seed noisy inputs with each image's true σ and is scored the same way
+(uint8 PSNR/SSIM).
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ import numpy as np
 import torch
 
 from .protocol import Denoiser
+
+BM3D_ROW = "BM3D (σ known)"
+"""The name of the BM3D reference row in the tables of ``rcl evaluate --reference bm3d`` and ``rcl demo``."""
 
 
 def bm3d_denoise(noisy: torch.Tensor, sigma: float, profile: str = "np") -> torch.Tensor:
@@ -63,3 +72,58 @@ def bm3d_denoiser(sigma_override: float | None = None, profile: str = "np") -> D
         return bm3d_denoise(noisy, float(s), profile)
 
     return denoise
+
+
+def check_known_sigma(noise) -> None:
+    """BM3D is non-blind: it needs the σ of each image's additive white Gaussian noise, which the
+    protocol passes for ``gaussian:SIGMA`` (:class:`rcl.data.noise.GaussianNoise`, σ > 0) and
+    ``gaussian:MIN-MAX`` (:class:`rcl.data.noise.GaussianRangeNoise`, σ drawn per image).
+
+    Args:
+        noise: a :class:`rcl.data.noise.NoiseModel`.
+
+    Raises:
+        ValueError: any other noise, naming it: Poisson and Poisson-Gaussian noise are
+            signal-dependent (their per-image σ is only an average over the image), real noise has
+            no known σ; or Gaussian noise of σ = 0 (nothing to denoise).
+    """
+    from ..data.noise import SCALE, GaussianNoise, GaussianRangeNoise
+
+    if isinstance(noise, GaussianNoise):
+        if noise.sigma <= 0:
+            raise ValueError(f"BM3D needs a noise level σ > 0, got {noise.describe()}")
+        return
+    if isinstance(noise, GaussianRangeNoise):
+        if noise.sigma_max <= 0:
+            raise ValueError(f"BM3D needs a noise level σ > 0, got σ ≤ {noise.sigma_max * SCALE:g}/255")
+        return
+    raise ValueError(f"BM3D needs the σ of each image's additive white Gaussian noise (gaussian:SIGMA or "
+                     f"gaussian:MIN-MAX); {noise.describe()} has none")
+
+
+def bm3d_reference(task, noise, profile: str = "np") -> Denoiser:
+    """BM3D under the evaluation protocol: the restorer to pass to :func:`rcl.evaluation.evaluate`
+    beside the networks of a denoising task (the task's ``classical_restorer("bm3d")``, as in the
+    benchmark), after checking that ``task`` and ``noise`` give it what it needs.
+
+    Args:
+        task: a :class:`rcl.tasks.Task`; it must offer BM3D among its network-free restorers
+            (denoising does; SR and JDD do not).
+        noise: the protocol's synthetic noise model (:func:`check_known_sigma`).
+        profile: bm3d profile ("np" = normal, the benchmark's default).
+
+    Returns:
+        a :data:`rcl.evaluation.protocol.Denoiser` ``(noisy (C, H, W), σ on [0, 1]) → (C, H, W)``;
+        C = 1 runs ``bm3d.bm3d``, C = 3 ``bm3d.bm3d_rgb`` (CBM3D).
+
+    Raises:
+        ValueError: a task without BM3D (e.g. an SR or JDD model), or noise without a known
+            per-image σ (:func:`check_known_sigma`).
+    """
+    try:
+        restorer = task.classical_restorer("bm3d", profile=profile)
+    except ValueError:
+        raise ValueError(f"BM3D is a reference for denoising models, not for a {task.describe()} "
+                         f"model") from None
+    check_known_sigma(noise)
+    return restorer
