@@ -7,7 +7,9 @@
 3. RCL pre-training on those noisy photos only.
 4. Fine-tuning with ONE labelled photo (its clean version; fresh synthetic noise per crop), once
    from the RCL weights and once from scratch, with the same steps and seed.
-5. Evaluation on the held-out photos (protocol of :mod:`rcl.evaluation.protocol`, seed 0).
+5. Evaluation on the held-out photos (protocol of :mod:`rcl.evaluation.protocol`, seed 0),
+   beside BM3D given each photo's true σ (:func:`rcl.evaluation.bm3d_reference`, the classical
+   reference: does the learned network beat it?).
 
 Writes a run folder: results.md / results.json (table and per-image scores), loss_curves.png,
 restorations.png, the checkpoints and the CSV logs. The folder is assembled under a temporary
@@ -79,9 +81,10 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
         FileExistsError: ``out`` exists already.
     """
     from .checkpoint import save_checkpoint
-    from .evaluation import evaluate, make_noisy_test_set
+    from .evaluation import BM3D_ROW, bm3d_reference, evaluate, make_noisy_test_set
     from .evaluation.residual import sigma_correlation
     from .methods import FinetuneConfig, RCLConfig, get_method
+    from .methods.supervised import fraction_for_label_count
     from .reporting import markdown_table, plot_loss_curves, plot_restorations, print_table
     from .tasks import get_task
     from .training import Engine, describe_device, fit
@@ -121,7 +124,7 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
                         noise="gaussian:5-50", training=pcfg.model_dump())
 
         fcfg = FinetuneConfig(steps=p["finetune_steps"], batch_size=p["batch_size"], crop_size=p["crop"],
-                              label_fraction=1 / len(train_clean), seed=seed)
+                              label_fraction=fraction_for_label_count(1, len(train_clean)), seed=seed)
         print(f"[2/4] fine-tuning with 1 labelled photo from the RCL weights, {fcfg.steps} steps", flush=True)
         res = fit(task, supervised, train_clean, fcfg, mcfg, init=rcl_model, noise=noise,
                   log_path=work / "finetune_rcl_log.csv", progress=progress, desc="finetune (RCL init)", engine=engine)
@@ -139,7 +142,8 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
         noisy_test, sigma_test = make_noisy_test_set(test_clean, noise, seed=0)
         methods = {"RCL only (0 labels)": rcl_method.predictor(rcl_model, pcfg),
                    "scratch + 1 label": supervised.predictor(scratch, fcfg),
-                   "RCL + 1 label": supervised.predictor(tuned, fcfg)}
+                   "RCL + 1 label": supervised.predictor(tuned, fcfg),
+                   BM3D_ROW: bm3d_reference(task, noise)}
         results, outputs = evaluate(methods, test_clean, noise, noisy=noisy_test, sigmas=sigma_test,
                                     keep_outputs=True, task=task)
         first = next(iter(results.values()))
@@ -155,6 +159,7 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
 
         gain_vs_scratch = rows[3]["psnr"] - rows[2]["psnr"]
         gain_vs_noisy = rows[1]["psnr"] - rows[0]["psnr"]
+        gain_vs_bm3d = rows[3]["psnr"] - rows[4]["psnr"]
         elapsed = time.time() - t_start
         summary = {
             "rcl_version": __version__, "quick": quick, "seed": seed, "seconds": elapsed,
@@ -166,6 +171,7 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
             "test_photos": list(test_clean.names), "pretrain": pcfg.model_dump(), "finetune": fcfg.model_dump(),
             "table": rows, "per_image_psnr": per_image,
             "rcl_plus_1_label_minus_scratch_db": gain_vs_scratch, "rcl_only_minus_noisy_db": gain_vs_noisy,
+            "rcl_plus_1_label_minus_bm3d_db": gain_vs_bm3d,
             "residual_sigma_correlation_train": corr,
             "results": {k: r.to_dict() for k, r in results.items()},
         }
@@ -177,7 +183,8 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
               f"Pre-trained on {len(train_clean)} noisy photos; labelled photo: {labelled[0]}.\n\n",
               markdown_table(rows, cols),
               f"\nRCL + 1 label − scratch + 1 label: **{gain_vs_scratch:+.2f} dB**; "
-              f"RCL only − noisy input: **{gain_vs_noisy:+.2f} dB**.\n",
+              f"RCL only − noisy input: **{gain_vs_noisy:+.2f} dB**; "
+              f"RCL + 1 label − {BM3D_ROW}: **{gain_vs_bm3d:+.2f} dB**.\n",
               f"Pearson r between the per-photo residual std and the true σ on the {len(train_clean)} "
               f"training photos: {corr['pearson_r']:.3f}.\n",
               "\n## Per photo (PSNR, dB)\n\n", markdown_table(per_image, img_cols),
@@ -197,6 +204,7 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
         raise
     print_table(f"rcl demo — held-out photos ({', '.join(test_clean.names)}), {noise.describe()}", rows)
     print(f"RCL + 1 label vs scratch + 1 label: {gain_vs_scratch:+.2f} dB; RCL only vs noisy: {gain_vs_noisy:+.2f} dB; "
+          f"RCL + 1 label vs {BM3D_ROW}: {gain_vs_bm3d:+.2f} dB; "
           f"residual-σ Pearson r (train photos): {corr['pearson_r']:.3f}")
     print(f"run folder: {out} ({elapsed:.0f} s)")
     return summary

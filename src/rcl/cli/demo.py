@@ -23,7 +23,8 @@ def demo(
     """RCL end to end on scikit-image's bundled photographs (grayscale, σ ~ U[5, 50] per photo).
 
     Pre-trains with RCL on the noisy training photos, fine-tunes with ONE labelled photo from the
-    RCL weights and from scratch (same steps), and evaluates on held-out photos.
+    RCL weights and from scratch (same steps), and evaluates on held-out photos beside BM3D given
+    each photo's true σ.
     """
     from ..demo import run_demo
 
