@@ -94,7 +94,8 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
 
 def sync_gradients(params: list[torch.nn.Parameter]) -> None:
     """Sum every parameter's gradient over ranks (one flat all-reduce); a no-op outside a process
-    group. Parameters without a gradient count as zero."""
+    group. Parameters without a gradient count as zero. Each gradient keeps its parameter's memory
+    format."""
     if not is_distributed():
         return
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
@@ -103,7 +104,9 @@ def sync_gradients(params: list[torch.nn.Parameter]) -> None:
     i = 0
     for p, g in zip(params, grads):
         n = g.numel()
-        p.grad = flat[i:i + n].view_as(p).clone()
+        # empty_like keeps the parameter's strides (channels-last): the fused Adam kernel pairs a
+        # parameter with its gradient as flat memory, so a row-major gradient would be misread
+        p.grad = torch.empty_like(p).copy_(flat[i:i + n].view(p.shape))
         i += n
 
 
