@@ -115,3 +115,27 @@ def test_bad_ratio(ratio):
 def test_single_pixel_rejected():
     with pytest.raises(ValueError, match="2 pixels"):
         n2v_mask(torch.zeros(2, 1, 1, 1), 0.5)
+
+
+@pytest.mark.parametrize("shape", [(32, 1, 48, 48), (3, 3, 17, 9), (2, 1, 1, 2), (4, 3, 2, 2), (5, 2, 1, 7)])
+@pytest.mark.parametrize("ratio", [0.05, 0.5, 0.95])
+def test_sparse_and_dense_replacement_agree(shape, ratio):
+    """The CPU's masked-pixels-only path and the dense path (used on GPUs) give the same values,
+    with gradients flowing to the kept and the copied pixels alike."""
+    from rcl.losses.masking import _replace_masked, neighbour_offsets
+
+    g = torch.Generator().manual_seed(sum(shape) + int(100 * ratio))
+    x = torch.rand(shape, generator=g)
+    mask = torch.rand(shape, generator=g) < ratio
+    offs = neighbour_offsets(2)
+    pick = torch.randint(len(offs), shape, generator=g)
+    outs, grads = [], []
+    for sparse in (True, False):
+        xr = x.clone().requires_grad_()
+        out = _replace_masked(xr, mask, pick, offs, sparse)
+        (out * torch.arange(out.numel()).view(shape)).sum().backward()
+        outs.append(out.detach())
+        grads.append(xr.grad)
+    assert torch.equal(outs[0], outs[1])
+    assert torch.equal(grads[0], grads[1])
+    assert not torch.equal(outs[0], x) or not mask.any()

@@ -57,16 +57,39 @@ def n2v_mask(x: torch.Tensor, ratio: float, generator: "Draws | torch.Generator 
     flat_mask[torch.arange(b, device=x.device), fallback] |= empty
     offs = neighbour_offsets(radius, x.device)
     pick = draws.sample_randint(len(offs), b, c, h, w).to(x.device)
+    return _replace_masked(x, mask, pick, offs, sparse=x.device.type == "cpu"), mask
+
+
+def _replace_masked(x: torch.Tensor, mask: torch.Tensor, pick: torch.Tensor, offs: torch.Tensor,
+                    sparse: bool) -> torch.Tensor:
+    """``x`` with each masked pixel replaced by its neighbour ``offs[pick]`` (see :func:`n2v_mask`).
+
+    ``sparse`` (the CPU's path) works on the masked pixels alone, a fraction ``ratio`` of them:
+    5× faster than the dense path on a default RCL batch. On a GPU ``nonzero`` would wait for the
+    device, so the dense path is used there. Both give the same values (tested)."""
+    b, c, h, w = x.shape
+    if sparse:
+        bi, ci, yi, xi = mask.nonzero(as_tuple=True)
+        sy, sx = _neighbour(yi, xi, pick[bi, ci, yi, xi], offs, h, w)
+        out = x.clone()
+        out[bi, ci, yi, xi] = x[bi, ci, sy, sx]
+        return out
     yy = torch.arange(h, device=x.device).view(1, 1, h, 1).expand(b, c, h, w)
     xx = torch.arange(w, device=x.device).view(1, 1, 1, w).expand(b, c, h, w)
-    sy = (yy + offs[pick, 0]).clamp(0, h - 1)
-    sx = (xx + offs[pick, 1]).clamp(0, w - 1)
-    # A clamped offset can land back on the pixel itself; shift those one step inward.
-    same = (sy == yy) & (sx == xx)
-    if same.any():
-        sy = torch.where(same & (yy > 0), yy - 1, torch.where(same, (yy + 1).clamp(max=h - 1), sy))
-        still = (sy == yy) & (sx == xx)
-        sx = torch.where(still & (xx > 0), xx - 1, torch.where(still, (xx + 1).clamp(max=w - 1), sx))
+    sy, sx = _neighbour(yy, xx, pick, offs, h, w)
     flat = x.reshape(b, c, h * w)
     neighbour = torch.gather(flat, 2, (sy * w + sx).reshape(b, c, h * w)).reshape(x.shape)
-    return torch.where(mask, neighbour, x), mask
+    return torch.where(mask, neighbour, x)
+
+
+def _neighbour(yy: torch.Tensor, xx: torch.Tensor, pick: torch.Tensor, offs: torch.Tensor, h: int,
+               w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column of the neighbour ``offs[pick]`` of pixels (yy, xx), clamped to the image;
+    a clamped offset that lands back on the pixel itself is shifted one step inward."""
+    sy = (yy + offs[pick, 0]).clamp(0, h - 1)
+    sx = (xx + offs[pick, 1]).clamp(0, w - 1)
+    same = (sy == yy) & (sx == xx)
+    sy = torch.where(same & (yy > 0), yy - 1, torch.where(same, (yy + 1).clamp(max=h - 1), sy))
+    still = (sy == yy) & (sx == xx)
+    sx = torch.where(still & (xx > 0), xx - 1, torch.where(still, (xx + 1).clamp(max=w - 1), sx))
+    return sy, sx
