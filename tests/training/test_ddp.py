@@ -320,3 +320,79 @@ def _initial_weights() -> dict:
 
     torch.manual_seed(0)
     return build_model(ModelConfig(width=8, depth=2)).state_dict()
+
+
+def _torchrun(args: list[str], cwd: Path, port: int, **kw):
+    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(WORLD),
+            "--master-addr", "127.0.0.1", "--master-port", str(port), "-m", "rcl", *args]
+
+
+@needs_gloo
+def test_torchrun_refuses_a_global_batch_smaller_than_the_ranks(tmp_path):
+    _write_images(tmp_path / "data")
+    port = free_port()
+    res = subprocess.run(_torchrun(["finetune", "data", "--steps", "3", "--batch-size", "1", "--crop-size", "16",
+                                    "--width", "8", "--depth", "2", "--no-progress", "--out", "ft.safetensors"],
+                                   tmp_path, port),
+                         cwd=tmp_path, env=rank_env(port), capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert res.returncode != 0
+    assert "error: a global batch of 1 crops (--batch-size) cannot be shared by 2 ranks" in res.stderr, res.stderr[-3000:]
+    assert not _rcl_frames(res.stderr) and not (tmp_path / "ft.safetensors").exists()  # torchrun's own traceback only
+
+
+@needs_gloo
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the rank's process through /proc")
+def test_sigterm_to_one_rank_stops_every_rank_after_the_same_step(tmp_path):
+    """Whichever rank is signalled, all stop after one agreed step and rank 0 saves the state."""
+    import signal
+    import time
+
+    _write_images(tmp_path / "data")
+    port = free_port()
+    args = ["pretrain", "data", "--steps", "3000", "--batch-images", "4", "--crop-size", "16", "--width", "8",
+            "--depth", "2", "--no-progress", "--log-every", "1", "--save-every", "10000", "--out", "m.safetensors"]
+    env = rank_env(port)
+    env["MASTER_PORT"] = str(port)
+    proc = subprocess.Popen(_torchrun(args, tmp_path, port), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        out = []
+        for line in proc.stdout:
+            out.append(line)
+            if "step 20/" in line:
+                break
+        pid = None
+        deadline = time.monotonic() + 30
+        while pid is None and time.monotonic() < deadline:
+            pid = next((int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _is_rank(p, port, 1)),
+                       None)
+        assert pid is not None, "rank 1's process not found"
+        os.kill(pid, signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=120)
+        out.append(rest)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = "".join(out)
+    state = tmp_path / "m.state.safetensors"
+    assert state.exists(), text[-3000:]
+    assert "error: stopped by SIGTERM after step" in text and not _rcl_frames(text), text[-3000:]
+    stops = {ln.split("after step ")[1].split(";")[0] for ln in text.splitlines() if "stopped by SIGTERM after step" in ln}
+    assert len(stops) == 1, f"the ranks stopped after different steps: {stops}"
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def _rcl_frames(text: str) -> list[str]:
+    """Traceback lines in rcl's own code (torchrun prints its own traceback when a rank fails)."""
+    import re
+
+    return re.findall(r'File "[^"]*[/\\\\]rcl[/\\\\][^"]*"', text)
+
+
+def _is_rank(proc_dir: Path, port: int, rank: int) -> bool:
+    try:
+        env = set((proc_dir / "environ").read_bytes().split(b"\0"))
+    except OSError:
+        return False
+    return f"RANK={rank}".encode() in env and f"MASTER_PORT={port}".encode() in env \
+        and b"TORCHELASTIC_RUN_ID" in b"\0".join(env) and (proc_dir / "cmdline").read_bytes().find(b"rcl") >= 0

@@ -160,18 +160,19 @@ def test_plain_log_lines_and_csv_rows_appear_while_training(data, tmp_path):
     """With stderr not a terminal: plain lines (step, loss, steps/s, ETA; no carriage return) every
     --log-every steps; the --log CSV (its .part while running) grows as training goes (tail -f)."""
     out, log = tmp_path / "pre.safetensors", tmp_path / "pre.csv"
-    part = log.with_name(log.name + ".part")
+    (tmp_path / "pre.csv.part").write_text("a user's file\n")  # never touched
     proc = subprocess.Popen(_cmd("pretrain", data, out, "--log", str(log), "--log-every", "10"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     rows_seen = 0
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if part.exists():
-                rows_seen = max(rows_seen, len(part.read_text().splitlines()) - 1)
-                if rows_seen >= 5:
-                    break
-            time.sleep(0.05)
+        while time.monotonic() < deadline and proc.poll() is None and rows_seen < 5:
+            for part in tmp_path.glob("pre.csv.*.part"):
+                try:
+                    rows_seen = max(rows_seen, len(part.read_text().splitlines()) - 1)
+                except FileNotFoundError:  # renamed onto the log meanwhile
+                    pass
+            time.sleep(0.02)
         assert proc.poll() is None and 5 <= rows_seen < STEPS, "no CSV rows were readable during training"
     finally:
         proc.wait(timeout=300) if proc.poll() is None else None
@@ -181,4 +182,5 @@ def test_plain_log_lines_and_csv_rows_appear_while_training(data, tmp_path):
     lines = [ln for ln in err.splitlines() if "step " in ln]
     assert [int(ln.split("step ")[1].split("/")[0]) for ln in lines] == list(range(10, STEPS + 1, 10))
     assert all("steps/s" in ln and "ETA" in ln and "loss" in ln for ln in lines)
-    assert len(log.read_text().splitlines()) == STEPS + 1 and not part.exists()
+    assert len(log.read_text().splitlines()) == STEPS + 1 and not list(tmp_path.glob("pre.csv.*.part"))
+    assert (tmp_path / "pre.csv.part").read_text() == "a user's file\n"

@@ -51,9 +51,12 @@ class _OneLineErrors(TyperGroup):
         except _parser_errors.ClickException as exc:
             typer.echo(f"error: {_one_line(exc.format_message())}", err=True)
             code = exc.exit_code if exc.exit_code else 2
-        except typer.Abort:
-            typer.echo("error: interrupted", err=True)
-            code = 130
+        except typer.Abort as exc:
+            from .common import Terminated
+
+            term = isinstance(exc.__cause__, Terminated)
+            typer.echo(f"error: {'stopped by SIGTERM' if term else 'interrupted'}", err=True)
+            code = 143 if term else 130
         if not standalone_mode:
             return code
         sys.exit(code)
@@ -75,11 +78,13 @@ app.command("noise-corr")(noise_corr.noise_corr)
 
 
 def _sigterm_to_interrupt(signum, frame):
-    raise KeyboardInterrupt
+    from .common import Terminated
+
+    raise Terminated
 
 
 def main() -> None:  # console-script entry point
-    """Run the CLI; SIGTERM and Ctrl-C end it cleanly (exit 130, partial outputs removed)."""
+    """Run the CLI; SIGTERM and Ctrl-C end it cleanly (exit 143 / 130, partial outputs removed)."""
     import signal
 
     from ..distributed import init_from_env, shutdown
@@ -90,7 +95,9 @@ def main() -> None:  # console-script entry point
     try:
         app()
     except KeyboardInterrupt:
-        typer.echo("error: interrupted", err=True)
-        sys.exit(130)
+        from .common import interrupt_message, interrupt_status
+
+        typer.echo(f"error: {interrupt_message()}", err=True)
+        sys.exit(interrupt_status())
     finally:
         shutdown()

@@ -26,6 +26,24 @@ def _format_validation(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside a training loop (which stops after its step instead): unwinds like Ctrl-C,
+    removing partial outputs, and ends with exit status 143."""
+
+
+def interrupt_message() -> str:
+    import sys
+
+    return "stopped by SIGTERM" if isinstance(sys.exc_info()[1], Terminated) else "interrupted"
+
+
+def interrupt_status() -> int:
+    import signal
+    import sys
+
+    return 128 + (signal.SIGTERM if isinstance(sys.exc_info()[1], Terminated) else signal.SIGINT)
+
+
 def errors_to_exit(fn):
     """Turn expected errors into 'error: …' on stderr and exit status 2 (no traceback)."""
 
@@ -42,8 +60,8 @@ def errors_to_exit(fn):
         except (ImageReadError, CheckpointError, UsageError, OSError, ValueError, FloatingPointError) as exc:
             msg = str(exc)
         except KeyboardInterrupt:
-            typer.echo("error: interrupted", err=True)
-            raise typer.Exit(130) from None
+            typer.echo(f"error: {interrupt_message()}", err=True)
+            raise typer.Exit(interrupt_status()) from None
         except TrainingStopped as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(128 + exc.signum) from None
@@ -100,7 +118,7 @@ class Precision(str, Enum):
 DeviceOpt = Annotated[str, typer.Option(help="Where to run: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")]
 PrecisionOpt = Annotated[Precision, typer.Option(help="Training precision: fp32, or autocast to bf16 / fp16 "
                                                       "(fp16 with a gradient scaler).")]
-ThreadsOpt = Annotated[Optional[int], typer.Option(min=1, help="torch CPU threads (default: torch's choice).")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(min=1, max=1024, help="torch CPU threads (default: torch's choice).")]
 CompileOpt = Annotated[bool, typer.Option(help="Run the network through torch.compile (see docs/benchmarks.md).")]
 SaveEveryOpt = Annotated[Optional[int], typer.Option(min=1, help="Write a resumable training state every N steps "
                                                                 "(OUT with .state.safetensors).")]
@@ -124,29 +142,54 @@ def state_path_for(out: Path) -> Path:
 def make_engine(device: str = "auto", precision: "Precision | str" = "fp32", *, compile: bool = False,
                 progress: bool = True, log_every: int = 0, save_every: Optional[int] = None,
                 resume: Optional[Path] = None, out: Optional[Path] = None, overwrite: bool = False,
-                workers: int = 0):
+                workers: int = 0, inputs: Optional[list[Optional[Path]]] = None, log: Optional[Path] = None):
     """The :class:`rcl.training.Engine` of a command's options, checked before any work.
+
+    With ``--save-every`` the state is written to ``state_path_for(out)``, which follows the output
+    rules: never an input (``inputs``, e.g. --init) or the --log, and an existing file there is
+    replaced only when it is the state being resumed or with ``--overwrite``.
 
     Raises:
         DeviceError (ValueError): a device this machine lacks.
-        UsageError / FileExistsError: a missing --resume state, or a state of an earlier run where
-            --save-every would write (without --resume or --overwrite).
+        UsageError / FileExistsError: a missing --resume state; a state path that is an input or
+            the log, or that exists (without --resume of it or --overwrite).
     """
     from ..training import Engine
 
     precision = precision.value if isinstance(precision, Precision) else precision
-    state = state_path_for(out) if (out is not None and (save_every or resume)) else None
+    if compile and not _cxx_compiler():
+        raise UsageError("--compile: torch.compile needs a C++ compiler (g++, c++ or clang++ on PATH, or $CXX); "
+                         "install one or leave --compile off")
+    state = state_path_for(out) if (out is not None and save_every) else None
     if resume is not None:
         from ..training.state import read_state
 
         if not resume.is_file():
             raise UsageError(f"{resume}: no such training state (--resume takes the file written by --save-every)")
         read_state(resume)  # unreadable or not a state: refused before any work
-    if save_every and state is not None and state.exists() and resume is None and not overwrite:
-        raise FileExistsError(f"{state}: a training state of an earlier run exists; continue it with "
-                              f"--resume {state}, or pass --overwrite to start again")
+    if state is not None:
+        r = state.resolve()
+        if r in _input_files([i for i in (inputs or []) if i is not None and i != resume]):
+            raise UsageError(f"{state}: the training state of --save-every would overwrite an input file; "
+                             f"choose another --out")
+        if log is not None and log.resolve() == r:
+            raise UsageError(f"{state}: given as both --log and the training state of --save-every")
+        resuming_it = resume is not None and resume.resolve() == r
+        if state.exists() and not resuming_it and not overwrite:
+            raise FileExistsError(f"{state}: exists where --save-every writes this run's training state; "
+                                  f"continue that run with --resume {state}, or pass --overwrite to replace it")
     return Engine(device=device, precision=precision, compile=compile, progress=progress, log_every=log_every,
                   save_every=save_every, state_path=state, resume=resume, workers=workers, announce=True)
+
+
+def _cxx_compiler() -> Optional[str]:
+    """The C++ compiler torch.compile's inductor would call, if any."""
+    import shutil
+
+    cxx = os.environ.get("CXX")
+    if cxx:
+        return shutil.which(cxx)
+    return next((found for c in ("g++", "c++", "clang++") if (found := shutil.which(c))), None)
 
 
 def engine_metadata(engine) -> dict:
@@ -156,12 +199,19 @@ def engine_metadata(engine) -> dict:
     return {"device": engine.device.type, "precision": engine.precision, "ranks": world_size()}
 
 
-def finish_state(engine) -> None:
-    """Remove the training state once the run's checkpoint is written (rank 0)."""
+def finish_state(engine, out: Path) -> None:
+    """Once the run's checkpoint ``out`` is written (rank 0): remove the training state this run
+    wrote (``--save-every``), and the state it resumed when that is ``out``'s own state; a state
+    resumed from elsewhere is kept."""
     from ..distributed import is_main
 
-    if engine.state_path is not None and is_main():
+    if not is_main():
+        return
+    own = state_path_for(out)
+    if engine.state_path is not None:
         engine.state_path.unlink(missing_ok=True)
+    if engine.resume is not None and engine.resume.resolve() == own.resolve():
+        own.unlink(missing_ok=True)
 
 _TILE_HELP = ("Tile size in pixels (default: the whole image, or tiles chosen automatically when it would "
               "exceed the memory budget{}).")

@@ -78,7 +78,8 @@ def finetune(
     check_output_file(out, [data, init, noisy, resume], log=log, overwrite=overwrite)
     set_threads(threads)
     engine = make_engine(device, precision, compile=compile, progress=progress, log_every=log_every,
-                         save_every=save_every, resume=resume, out=out, overwrite=overwrite)
+                         save_every=save_every, resume=resume, out=out, overwrite=overwrite,
+                         inputs=[data, init, noisy, resume], log=log)
     the_task = make_task(task, scale=scale, pattern=pattern)
     if noisy is not None and noise is not None and parse_noise_spec(noise).synthetic:
         raise UsageError(f"--noise {noise} and --noisy exclude each other: the noisy images are the inputs")
@@ -137,7 +138,7 @@ def finetune(
                     labelled_images=labelled, label_count=len(labelled), final_loss=hist[-1]["loss"],
                     engine=engine_metadata(engine),
                     **the_task.checkpoint_metadata(model))
-    finish_state(engine)
+    finish_state(engine, out)
     shown = ", ".join(labelled[:5]) + (f", … ({len(labelled) - 5} more)" if len(labelled) > 5 else "")
     typer.echo(f"wrote {out} ({the_task.name}; {len(labelled)} labelled image(s): {shown}; "
                f"final loss {hist[-1]['loss']:.4g})")

@@ -81,7 +81,7 @@ def pretrain(
     set_threads(threads)
     engine = make_engine(device, precision, compile=compile, progress=progress, log_every=log_every,
                          save_every=save_every, resume=resume, out=out, overwrite=overwrite,
-                         workers=workers)
+                         workers=workers, inputs=[data, resume], log=log)
     the_task = make_task(task, pattern=pattern)
     noise = noise if noise is not None else the_task.train_noise
     cfg = RCL.Config(steps=steps, batch_images=batch_images, crop_size=crop_size, lr=lr,
@@ -108,5 +108,5 @@ def pretrain(
     save_checkpoint(out, model, mcfg, stage="pretrain", method=RCL.name, noise=noise,
                     training=cfg.model_dump(), n_images=len(images), final_loss=hist[-1]["loss"],
                     engine=engine_metadata(engine), **the_task.pretraining_metadata())
-    finish_state(engine)
+    finish_state(engine, out)
     typer.echo(f"wrote {out} (final loss {hist[-1]['loss']:.4g} after {cfg.steps} steps on {len(images)} images)")

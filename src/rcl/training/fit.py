@@ -131,7 +131,7 @@ def fit(task: Task, method: str | type[Method], data: ImageSet, cfg, body: Model
     runner = cls(data, cfg, task=task, model=model, noise=noise, inputs=noisy)
     history = train(model, runner, cfg.steps, cfg.lr, cfg.seed, log_path, progress,
                     desc=desc or f"pretrain ({cls.name})", extra_params=runner.extra_parameters(),
-                    engine=engine, fingerprint=fingerprint(task, cls, cfg, net_cfg, data, noise, noisy, init))
+                    engine=engine, fingerprint=_run_id(engine, task, cls, cfg, net_cfg, data, noise, noisy, init))
     return FitResult(restore(model), history)
 
 
@@ -150,7 +150,7 @@ def _fit_supervised(task: Task, cls: type[Method], clean: ImageSet, cfg, body: M
     runner = cls(labelled, cfg, task=task, model=model, noise=noise, inputs=inputs)
     history = train(model, runner, cfg.steps, cfg.lr, cfg.seed, log_path, progress,
                     desc=desc or f"finetune ({task.name})", extra_params=runner.extra_parameters(),
-                    engine=engine, fingerprint=fingerprint(task, cls, cfg, body, clean, noise, noisy, init))
+                    engine=engine, fingerprint=_run_id(engine, task, cls, cfg, body, clean, noise, noisy, init))
     return FitResult(restore(model), history, list(labelled.names))
 
 
@@ -186,19 +186,48 @@ def _prepare(model: nn.Module, engine: Engine):
     return model, restore
 
 
-def fingerprint(task: Task, cls: type[Method], cfg, body: ModelConfig, data, noise, noisy, init) -> str:
-    """What identifies a training run in its resumable states: task, method, config, network, data
-    (names and sizes), noise and the initial network's weights (a SHA-256 hex digest)."""
+def fingerprint(task: Task, cls: type[Method], cfg, body: ModelConfig, data, noise, noisy, init,
+                engine: Engine | None = None) -> str:
+    """What identifies a training run in its resumable states: task, method, config, network, data,
+    noise, the initial network's weights and the engine's precision (a SHA-256 hex digest).
+
+    In-memory images count by their pixels (so another folder with the same names and sizes, or
+    another synthetic noise baked into a pre-training collection, is another run); file-backed ones
+    by path, byte size and modification time, and their per-image transforms (e.g. the noise)."""
     import hashlib
 
     h = hashlib.sha256()
     h.update(repr((task.metadata(), cls.name, cfg.model_dump_json(), body.model_dump_json(),
-                   noise.describe() if noise is not None else None)).encode())
+                   noise.describe() if noise is not None else None,
+                   engine.precision if engine is not None else None)).encode())
     for ims in (data, noisy):
-        if ims is not None:
-            h.update(repr((list(ims.names), ims.sizes() if hasattr(ims, "sizes") else None)).encode())
+        if ims is None:
+            continue
+        h.update(repr((list(ims.names), ims.sizes() if hasattr(ims, "sizes") else None)).encode())
+        if hasattr(ims, "paths"):  # file-backed: never decode a whole collection to identify it
+            for path in ims.paths:
+                st = os.stat(path)
+                h.update(repr((str(path), st.st_size, st.st_mtime_ns)).encode())
+            h.update(repr([_describe_transform(t) for t in getattr(ims, "transforms", ())]).encode())
+        else:
+            for im in ims.images:
+                h.update(im.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     if init is not None:
         for k, v in init.state_dict().items():
             h.update(k.encode())
             h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+def _run_id(engine: Engine, *args) -> str:
+    """:func:`fingerprint` when the run saves or resumes a state (hashing the pixels costs a pass
+    over the collection), else empty."""
+    return fingerprint(*args, engine) if (engine.save_every or engine.resume is not None) else ""
+
+
+def _describe_transform(t) -> str:
+    """A stable description of a file-backed collection's transform (its noise and seed)."""
+    noise = getattr(t, "noise", None)
+    if noise is not None:
+        return f"{type(t).__name__}({noise.describe()}, seed={getattr(t, 'seed', None)})"
+    return type(t).__qualname__

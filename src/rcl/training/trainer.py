@@ -19,6 +19,7 @@ import csv
 import math
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Protocol
@@ -81,11 +82,49 @@ def _batches(method, seed: int, first: int, last: int, engine: Engine):
         loader = torch.utils.data.DataLoader(
             ds, batch_size=None, shuffle=False, num_workers=engine.workers,
             pin_memory=engine.device.type == "cuda", prefetch_factor=2 if engine.workers else None)
-        for batch in loader:
+        it = iter(loader)
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except Exception as exc:  # re-raised by the DataLoader with the worker's traceback in it
+                raise _from_worker(exc) from None
             yield tuple(t.to(engine.device, non_blocking=True) for t in batch)
-        return
     for step in range(first, last + 1):
         yield None  # drawn in the loop (on the device)
+
+
+def _agreed_signal(signum: int | None) -> int | None:
+    """The stop signal any rank received (one tiny CPU all-reduce per step under torch.distributed),
+    so that every rank stops after the same step and rank 0 saves the state, whichever rank was
+    signalled."""
+    if not is_distributed():
+        return signum
+    import torch.distributed as dist
+
+    flag = torch.tensor([signum or 0], dtype=torch.int64)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag) or None
+
+
+def _from_worker(exc: Exception) -> Exception:
+    """A worker's exception as the worker raised it: torch re-raises it in the main process with
+    "Caught X in DataLoader worker process N. Original Traceback …" as its message; keep only the
+    original message (the traceback's last line) so the CLI prints one line."""
+    msg = str(exc)
+    if "DataLoader worker" not in msg or "Traceback" not in msg:
+        return exc
+    last = msg.strip().splitlines()[-1]
+    name = type(exc).__name__
+    for prefix in (f"{type(exc).__module__}.{name}: ", f"{name}: "):
+        if last.startswith(prefix):
+            last = last[len(prefix):]
+            break
+    try:
+        return type(exc)(last)
+    except Exception:
+        return RuntimeError(last)
 
 
 def _floats(rows: list[dict], summed: tuple[str, ...]) -> list[dict]:
@@ -158,6 +197,10 @@ def train(model: nn.Module, method, steps: int, lr: float, seed: int = 0,
         print(f"{desc or getattr(method, 'name', 'train')}: device {describe_device(device)}, precision "
               f"{engine.precision}{ranks}{resumed}", file=sys.stderr, flush=True)
     layout = method.layout() if hasattr(method, "layout") else None
+    if layout is not None and world_size() > layout[1]:
+        what = "images (--batch-images)" if layout[0] == 2 else "crops (--batch-size)"
+        raise ValueError(f"a global batch of {layout[1]} {what} cannot be shared by {world_size()} ranks: "
+                         f"every rank needs at least one; use a larger batch or fewer ranks")
     summed = tuple(getattr(method, "summed_logs", ("loss",)))
     flush_every = 1 if device.type == "cpu" else 25
     show_bar = progress and main and sys.stderr.isatty()
@@ -167,8 +210,14 @@ def train(model: nn.Module, method, steps: int, lr: float, seed: int = 0,
     if log_path is not None and main:
         log_path = Path(log_path)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        part = log_path.with_name(log_path.name + ".part")
-        fh = open(part, "w", newline="")
+        # a new file beside the log (never a file of the user's), renamed onto it at the end;
+        # rows are flushed as training goes: `tail -f LOG.*.part`
+        fd, name = tempfile.mkstemp(prefix=log_path.name + ".", suffix=".part", dir=log_path.parent)
+        part = Path(name)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(part, 0o666 & ~umask)  # mkstemp creates 0600; the log gets the usual permissions
+        fh = open(fd, "w", newline="")
         if history:
             writer = csv.DictWriter(fh, fieldnames=list(history[0]))
             writer.writeheader()
@@ -197,7 +246,8 @@ def train(model: nn.Module, method, steps: int, lr: float, seed: int = 0,
                 scaler.update()
                 pending.append({"step": step, "lr": sched.get_last_lr()[0], **logs})
                 sched.step()
-                stopping = stop.signum is not None
+                signum = _agreed_signal(stop.signum)
+                stopping = signum is not None
                 if step % flush_every == 0 or step == steps or stopping or \
                         (engine.save_every and step % engine.save_every == 0):
                     rows = _floats(pending, summed)
@@ -221,7 +271,7 @@ def train(model: nn.Module, method, steps: int, lr: float, seed: int = 0,
                     save_state(engine.state_path, step, model, extra_params or [], opt, sched, scaler,
                                fingerprint, history)
                 if stopping:
-                    raise TrainingStopped(step, stop.signum, engine.state_path if engine.save_every else None)
+                    raise TrainingStopped(step, signum, engine.state_path if engine.save_every else None)
             bar.close()
         if fh is not None:
             fh.close()
