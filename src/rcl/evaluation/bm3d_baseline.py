@@ -12,6 +12,13 @@ rows of the benchmark (``DenoiseTask.classical_restorer("bm3d")``), of ``rcl eva
 bm3d`` and of ``rcl demo``: given to :func:`rcl.evaluation.evaluate` beside the networks, it
 denoises the same fixed-seed noisy inputs with each image's true σ and is scored the same way
 (uint8 PSNR/SSIM).
+
+For real noise (``rcl evaluate --noisy … --clean …``) there is no true σ; two rows bound what BM3D
+can do there: :func:`bm3d_oracle_reference` is given each pair's oracle σ = std(noisy − clean), which
+the protocol passes for real pairs (the upper bound: a σ no user holds), and
+:func:`bm3d_estimated_reference` estimates σ from the noisy image alone
+(:func:`rcl.evaluation.noise_level.estimate_sigma`, the default estimator chosen on the PolyU
+training scenes).
 """
 
 from __future__ import annotations
@@ -25,6 +32,13 @@ from .protocol import Denoiser
 
 BM3D_ROW = "BM3D (σ known)"
 """The name of the BM3D reference row in the tables of ``rcl evaluate --reference bm3d`` and ``rcl demo``."""
+BM3D_ORACLE_ROW = "BM3D (σ = std(noisy − clean))"
+"""The row of ``rcl evaluate --reference bm3d-oracle`` (real pairs)."""
+BM3D_ESTIMATED_ROW = "BM3D (σ estimated)"
+"""The row of ``rcl evaluate --reference bm3d-estimated``."""
+MIN_ESTIMATED_SIGMA = 0.1 / 255
+"""The smallest σ (on [0, 1]) :func:`bm3d_estimated_reference` gives BM3D (which needs σ > 0) when
+the estimator reads less, e.g. on a noise-free image."""
 
 
 def bm3d_denoise(noisy: torch.Tensor, sigma: float, profile: str = "np") -> torch.Tensor:
@@ -101,6 +115,14 @@ def check_known_sigma(noise) -> None:
                      f"gaussian:MIN-MAX); {noise.describe()} has none")
 
 
+def _task_bm3d(task, profile: str) -> Denoiser:
+    try:
+        return task.classical_restorer("bm3d", profile=profile)
+    except ValueError:
+        raise ValueError(f"BM3D is a reference for denoising models, not for a {task.describe()} "
+                         f"model") from None
+
+
 def bm3d_reference(task, noise, profile: str = "np") -> Denoiser:
     """BM3D under the evaluation protocol: the restorer to pass to :func:`rcl.evaluation.evaluate`
     beside the networks of a denoising task (the task's ``classical_restorer("bm3d")``, as in the
@@ -120,10 +142,65 @@ def bm3d_reference(task, noise, profile: str = "np") -> Denoiser:
         ValueError: a task without BM3D (e.g. an SR or JDD model), or noise without a known
             per-image σ (:func:`check_known_sigma`).
     """
-    try:
-        restorer = task.classical_restorer("bm3d", profile=profile)
-    except ValueError:
-        raise ValueError(f"BM3D is a reference for denoising models, not for a {task.describe()} "
-                         f"model") from None
+    restorer = _task_bm3d(task, profile)
     check_known_sigma(noise)
     return restorer
+
+
+def bm3d_oracle_reference(task, noise, profile: str = "np") -> Denoiser:
+    """BM3D / CBM3D given each real pair's oracle σ = std(noisy − clean) over all pixels and channels
+    (:func:`rcl.evaluation.noise_level.oracle_sigma`): the σ the evaluation protocol passes for real
+    pairs (:func:`rcl.evaluation.evaluate` with ``noisy=`` and real noise). An upper bound: no user
+    holds the clean image; and noisy − clean of a real pair also holds the reference's residual noise
+    and any shot-to-shot mismatch.
+
+    Args:
+        task: a denoising :class:`rcl.tasks.Task`.
+        noise: the protocol's noise model; must be real (:class:`rcl.data.noise.RealNoise`).
+
+    Returns:
+        a :data:`rcl.evaluation.protocol.Denoiser` ``(noisy (C, H, W), σ on [0, 1]) → (C, H, W)``.
+
+    Raises:
+        ValueError: a task without BM3D; synthetic noise (its σ is known: use :func:`bm3d_reference`).
+    """
+    restorer = _task_bm3d(task, profile)
+    if noise.synthetic:
+        raise ValueError(f"the oracle σ = std(noisy − clean) is for real noisy/clean pairs; with {noise.describe()} "
+                         f"the true σ is known (use bm3d)")
+    return restorer
+
+
+def bm3d_estimated_reference(task, estimator: str | None = None, profile: str = "np") -> Denoiser:
+    """BM3D / CBM3D given σ̂ estimated from each noisy image alone
+    (:func:`rcl.evaluation.noise_level.estimate_sigma`; σ̂ below :data:`MIN_ESTIMATED_SIGMA` is raised
+    to it), for real pairs or any synthetic noise. The σ̂ it used, image by image on [0, 1], are
+    appended to the returned function's ``sigmas_used`` list.
+
+    Args:
+        task: a denoising :class:`rcl.tasks.Task`.
+        estimator: a name of :data:`rcl.evaluation.noise_level.ESTIMATORS` (default: the
+            module's ``DEFAULT_ESTIMATOR``).
+
+    Returns:
+        a :data:`rcl.evaluation.protocol.Denoiser` that ignores the σ it is passed.
+
+    Raises:
+        ValueError: a task without BM3D; an unknown estimator.
+    """
+    from .noise_level import DEFAULT_ESTIMATOR, ESTIMATORS, estimate_sigma
+
+    restorer = _task_bm3d(task, profile)
+    estimator = DEFAULT_ESTIMATOR if estimator is None else estimator
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown noise-level estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+    used: list[float] = []
+
+    def denoise(noisy: torch.Tensor, sigma: float) -> torch.Tensor:
+        s = max(estimate_sigma(noisy, estimator), MIN_ESTIMATED_SIGMA)
+        used.append(s)
+        return restorer(noisy, s)
+
+    denoise.sigmas_used = used
+    denoise.estimator = estimator
+    return denoise
