@@ -17,7 +17,7 @@ import warnings
 import typer
 from typer.core import TyperGroup
 
-from . import benchmark, demo, evaluate, finetune, noise_corr, pretrain, restore
+from . import benchmark, demo, estimate_noise, evaluate, finetune, noise_corr, pretrain, restore
 from .common import UsageError, errors_to_exit
 
 __all__ = ["app", "main", "UsageError", "errors_to_exit"]
@@ -75,6 +75,7 @@ app.command("denoise", help=restore.DENOISE_ALIAS_HELP)(restore.restore)
 app.command("demo")(demo.demo)
 app.command("benchmark")(benchmark.benchmark)
 app.command("noise-corr")(noise_corr.noise_corr)
+app.command("estimate-noise")(estimate_noise.estimate_noise)
 
 
 def _sigterm_to_interrupt(signum, frame):
