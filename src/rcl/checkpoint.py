@@ -16,8 +16,12 @@ Checkpoints are treated as untrusted input. Before any network is allocated:
   then the task's own fields by its :meth:`~rcl.tasks.Task.from_metadata` and
   :meth:`~rcl.tasks.Task.check_body`: ``scale`` (SR: an int in :data:`SR_SCALES`; denoise/JDD: 1
   or absent), ``pattern`` (one of :data:`rcl.data.degradations.PATTERNS`), ``skip`` (SR: a bool;
-  JDD: one of :data:`JDD_SKIPS` or null), the body's ``arch`` / ``in_channels``. Other keys
-  (training config, noise, …) are informational and kept as they are;
+  JDD: one of :data:`JDD_SKIPS` or null), the body's ``arch`` / ``in_channels``;
+  ``pd_stride_inference`` (optional, default 1: an integer from 1 to
+  :data:`rcl.evaluation.inference.MAX_PD_STRIDE`, 1 for up-scaling networks) is the
+  pixel-shuffle down-sampling stride that :func:`rcl.evaluation.inference.predict` applies to a
+  loaded network (written by ``rcl pretrain --pd-stride-inference``). Other keys (training
+  config, noise, …) are informational and kept as they are;
 * the network is built on PyTorch's ``meta`` device (no memory) and its tensor names and shapes
   are compared with those in the safetensors header (read without tensor data). Only a file
   whose tensors are exactly those of the described network is then built on the CPU and loaded,
@@ -192,7 +196,25 @@ def _task_fields(meta: dict, cfg: ModelConfig, path) -> _Spec:
 
 
 def _validate(meta: dict, path) -> _Spec:
-    return _task_fields(meta, _model_config(meta.get("model"), path), path)
+    spec = _task_fields(meta, _model_config(meta.get("model"), path), path)
+    pd_stride_inference(meta, path)
+    return spec
+
+
+def pd_stride_inference(meta: dict, path: Path | str = "checkpoint") -> int:
+    """The checkpoint's inference-time PD stride (metadata ``pd_stride_inference``; 1 when absent).
+
+    Raises:
+        CheckpointError: not an integer from 1 to ``MAX_PD_STRIDE``, or > 1 with a ``scale`` ≠ 1.
+    """
+    from .evaluation.inference import MAX_PD_STRIDE
+
+    s = meta.get("pd_stride_inference", 1)
+    if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= MAX_PD_STRIDE:
+        raise _bad(path, "pd_stride_inference", f"must be an integer from 1 to {MAX_PD_STRIDE} (got {_short(s)})")
+    if s > 1 and meta.get("scale", 1) != 1:
+        raise _bad(path, "pd_stride_inference", f"{s} needs a network without up-scaling (scale is {meta.get('scale')})")
+    return s
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
@@ -322,7 +344,8 @@ def load_checkpoint(path: str | os.PathLike, expect: ModelConfig | None = None) 
         expect: if given, the architecture must equal it.
 
     Returns:
-        ``(model, metadata)``.
+        ``(model, metadata)``; a ``pd_stride_inference`` > 1 is set on the model
+        (:func:`rcl.evaluation.inference.set_inference_pd_stride`), so :func:`predict` honours it.
 
     Raises:
         CheckpointError: missing/truncated/foreign file, metadata out of bounds, another
@@ -346,6 +369,9 @@ def load_checkpoint(path: str | os.PathLike, expect: ModelConfig | None = None) 
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit {spec.describe()}: {_one_line(exc)}") from None
     model.eval()
+    from .evaluation.inference import set_inference_pd_stride
+
+    set_inference_pd_stride(model, pd_stride_inference(meta, path))  # predict() then applies it
     return model, meta
 
 

@@ -50,6 +50,13 @@ def pretrain(
     consistency: Annotated[Consistency, typer.Option(help="Consistency term.")] = Consistency.blindspot,
     consistency_weight: Annotated[float, typer.Option(help="Weight λ of the consistency term.")] = 1.0,
     similarity: Annotated[Similarity, typer.Option(help="Residual similarity (emd = RCL).")] = Similarity.emd,
+    pd_stride: Annotated[int, typer.Option(
+        help="Pixel-shuffle down-sampling stride S of the blind-spot term (1 = none): each crop is split into "
+             "S² sub-images before masking, for spatially correlated (real) noise. --crop-size must be a "
+             "multiple of S, with sub-images of at least 8 px.")] = 1,
+    pd_stride_inference: Annotated[int, typer.Option(
+        help="PD stride at which the checkpoint restores images (rcl restore / evaluate; 1 = the full image). "
+             "Recorded in the checkpoint as pd_stride_inference.")] = 1,
     seed: SeedOpt = 0,
     log: LogOpt = None,
     progress: ProgressOpt = True,
@@ -78,6 +85,7 @@ def pretrain(
     from ..training import fit
 
     check_output_file(out, [data, resume], log=log, overwrite=overwrite)
+    _check_pd_options(pd_stride, pd_stride_inference, crop_size, consistency)
     set_threads(threads)
     engine = make_engine(device, precision, compile=compile, progress=progress, log_every=log_every,
                          save_every=save_every, resume=resume, out=out, overwrite=overwrite,
@@ -87,7 +95,8 @@ def pretrain(
     cfg = RCL.Config(steps=steps, batch_images=batch_images, crop_size=crop_size, lr=lr,
                      temperature=temperature, contrastive_weight=contrastive_weight,
                      consistency=consistency.value, consistency_weight=consistency_weight,
-                     similarity=similarity.value, seed=seed)
+                     similarity=similarity.value, seed=seed, pd_stride=pd_stride,
+                     pd_stride_inference=pd_stride_inference)
     images, noise_model = load_training_images(data, noise, channels, crop_size, dataset)
     if len(images) < 2:
         raise UsageError(f"{data}: RCL pre-training needs at least 2 images (negatives come from other images)")
@@ -107,6 +116,23 @@ def pretrain(
         return
     save_checkpoint(out, model, mcfg, stage="pretrain", method=RCL.name, noise=noise,
                     training=cfg.model_dump(), n_images=len(images), final_loss=hist[-1]["loss"],
-                    engine=engine_metadata(engine), **the_task.pretraining_metadata())
+                    engine=engine_metadata(engine), **the_task.pretraining_metadata(),
+                    **({"pd_stride_inference": pd_stride_inference} if pd_stride_inference != 1 else {}))
     finish_state(engine, out)
     typer.echo(f"wrote {out} (final loss {hist[-1]['loss']:.4g} after {cfg.steps} steps on {len(images)} images)")
+
+
+def _check_pd_options(pd_stride: int, pd_stride_inference: int, crop_size: int, consistency: Consistency) -> None:
+    """--pd-stride / --pd-stride-inference: integers from 1 to 16; PD needs the blindspot term and a
+    crop size that is a multiple of the stride (sub-images of at least 8 px)."""
+    from ..losses.masking import check_pd_crop
+
+    for name, v in (("--pd-stride", pd_stride), ("--pd-stride-inference", pd_stride_inference)):
+        if not 1 <= v <= 16:
+            raise UsageError(f"{name} {v}: must be an integer from 1 to 16")
+    if pd_stride != 1 and consistency != Consistency.blindspot:
+        raise UsageError(f"--pd-stride {pd_stride} needs --consistency blindspot (got {consistency.value})")
+    try:
+        check_pd_crop(crop_size, pd_stride)
+    except ValueError as exc:
+        raise UsageError(f"--crop-size {crop_size} / --pd-stride {pd_stride}: {exc}") from None

@@ -368,11 +368,83 @@ def auto_tile(model: nn.Module, shape: Sequence[int], max_bytes: int | None = No
     return _auto_tile(model, shape, budget, tile_overlap(model))
 
 
+# ----------------------------------------------------------------------------- inference-time PD
+
+MAX_PD_STRIDE = 16
+"""Largest pixel-shuffle down-sampling stride :func:`predict` accepts (checkpoints: ``pd_stride_inference``)."""
+
+_PD_STRIDES: "weakref.WeakKeyDictionary[nn.Module, int]" = weakref.WeakKeyDictionary()
+
+
+def check_pd_stride(stride, what: str = "pd_stride") -> int:
+    """``stride`` if it is an integer in [1, :data:`MAX_PD_STRIDE`]; ValueError naming ``what`` otherwise."""
+    if isinstance(stride, bool) or not isinstance(stride, int) or not 1 <= stride <= MAX_PD_STRIDE:
+        raise ValueError(f"{what} must be an integer from 1 to {MAX_PD_STRIDE}, got {stride!r}")
+    return stride
+
+
+def set_inference_pd_stride(model: nn.Module, stride: int) -> nn.Module:
+    """Make :func:`predict` run ``model`` on the stride² pixel-shuffle down-sampled (PD) sub-images
+    of every input (``pd_stride=None``, the default of every caller), and return ``model``.
+
+    This is how a checkpoint's ``pd_stride_inference`` (:func:`rcl.checkpoint.load_checkpoint`)
+    reaches ``rcl restore``, ``rcl evaluate`` and ``rcl noise-corr``. The setting belongs to this
+    model object only: a copy (``copy.deepcopy``, e.g. the network that fine-tuning starts from)
+    gets the default stride 1, since a network trained further on full-resolution pairs is no
+    longer the PD-trained one. Stride 1 removes the setting.
+
+    Raises:
+        ValueError: ``stride`` not an integer in [1, :data:`MAX_PD_STRIDE`].
+    """
+    stride = check_pd_stride(stride)
+    if stride == 1:
+        _PD_STRIDES.pop(model, None)
+    else:
+        _PD_STRIDES[model] = stride
+    return model
+
+
+def inference_pd_stride(model: nn.Module) -> int:
+    """The PD stride :func:`predict` uses for ``model`` by default (1 unless set by
+    :func:`set_inference_pd_stride`)."""
+    return _PD_STRIDES.get(model, 1)
+
+
+def _predict_pd(model: nn.Module, x: torch.Tensor, stride: int, tile: int | None, overlap: int | None,
+                max_bytes: int | None) -> torch.Tensor:
+    """:func:`predict` of (B, C, H, W) ``x`` on its PD sub-images: ``pd_up(f(pd_down(x, s)), s, (H, W))``.
+
+    The s² sub-images go through :func:`predict` one at a time (each (B, C, ⌈H/s⌉, ⌈W/s⌉), tiled
+    if needed), so one forward pass never holds more than one sub-image's activations; the two
+    full-size PD copies made here (the sub-images and their outputs) are taken off the memory
+    budget of those passes."""
+    from ..data.pd import pd_down, pd_up
+
+    if int(getattr(model, "scale", 1)) != 1:
+        raise ValueError(f"inference-time PD (stride {stride}) needs a network whose output has the "
+                         f"input's size; {type(model).__name__} up-scales by {model.scale}")
+    h, w = x.shape[-2:]
+    b, s2 = x.shape[0], stride * stride
+    sub = pd_down(x, stride)
+    subs = sub.view(b, s2, *sub.shape[1:])
+    out_sub = None
+    if tile is None:
+        budget = default_inference_bytes() if max_bytes is None else parse_bytes(max_bytes)
+        max_bytes = max(1, budget - 2 * sub.numel() * sub.element_size())
+    for k in range(s2):
+        y = predict(model, subs[:, k], tile=tile, overlap=overlap, max_bytes=max_bytes, pd_stride=1)
+        if out_sub is None:
+            out_sub = torch.empty(b, s2, *y.shape[1:], dtype=y.dtype, device=y.device)
+        out_sub[:, k] = y
+    del sub, subs
+    return pd_up(out_sub.view(b * s2, *out_sub.shape[2:]), stride, (h, w))
+
+
 # ----------------------------------------------------------------------------- prediction
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, tile: int | None = None, overlap: int | None = None,
-            max_bytes: int | None = None) -> torch.Tensor:
+            max_bytes: int | None = None, pd_stride: int | None = None) -> torch.Tensor:
     """Apply ``model`` in eval mode to a (C, H, W) or (B, C, H, W) image; memory bounded by default.
 
     Output shape: (…, C_out, H·s, W·s) with s the model's ``scale`` (1 for denoisers and JDD);
@@ -391,17 +463,28 @@ def predict(model: nn.Module, x: torch.Tensor, tile: int | None = None, overlap:
             fit, with a warning (seams may then show). With ``tile=None`` an explicit overlap
             smaller than :func:`tile_overlap` is raised to it.
         max_bytes: memory budget for ``tile=None`` (bytes); None: :func:`default_inference_bytes`.
+        pd_stride: pixel-shuffle down-sampling at inference (AP-BSN's asymmetric PD, Lee, Son,
+            Lee, CVPR 2022): with s > 1 the network restores the s² sub-images of the input
+            (:func:`rcl.data.pd.pd_down`, replicate-padded to a multiple of s) one by one and the
+            outputs are put back (:func:`rcl.data.pd.pd_up`); ``tile`` is then in sub-image pixels.
+            None (default): the model's own stride, :func:`inference_pd_stride` (a checkpoint's
+            ``pd_stride_inference``; 1 for every other network). 1: no PD.
 
     Tiled inference never holds a full-size copy of the input: each tile is copied (channels-last)
     on its own; the output is allocated once at full size.
 
     Raises:
         ValueError: an explicit ``overlap`` with tile ≤ 2·overlap (on an image larger than the
-            tile); a bad ``max_bytes`` or ``RCL_INFERENCE_MEMORY``.
+            tile); a bad ``max_bytes`` or ``RCL_INFERENCE_MEMORY``; ``pd_stride`` not an integer
+            in [1, :data:`MAX_PD_STRIDE`], or > 1 for an up-scaling (SR) network.
     """
     single = x.ndim == 3
     if single:
         x = x.unsqueeze(0)
+    stride = inference_pd_stride(model) if pd_stride is None else check_pd_stride(pd_stride)
+    if stride > 1:
+        out = _predict_pd(model, x, stride, tile, overlap, max_bytes)
+        return out[0] if single else out
     h, w = x.shape[-2:]
     scale = int(getattr(model, "scale", 1))
     align = tile_alignment(model)

@@ -7,7 +7,10 @@ consistency term must anchor f to the image. Each term maps (model, crops, gener
 
 * ``fidelity``: λ·mean‖f(c) − c‖² — keeps f close to the input (rules out f ≡ 0).
 * ``blindspot``: Noise2Void-style J-invariant masked reconstruction (Krull et al., 2019):
-  mean over masked pixels of (f(mask(c)) − c)²; the residual is c − f(mask(c)).
+  mean over masked pixels of (f(mask(c)) − c)²; the residual is c − f(mask(c)). With
+  ``pd_stride`` s > 1 the crops are pixel-shuffle down-sampled first and masking and f work on
+  their s² sub-images (:func:`rcl.losses.masking.pd_blindspot_forward`; for spatially correlated
+  noise); f's output is put back together, so the residual keeps the crops' shape and pixel order.
 * ``recorruption``: with x̂ = f(c), n̂ = c − x̂ and a random pixel permutation π,
   mean‖f(sg(x̂) + π(sg(n̂))) − sg(x̂)‖² — f must remove a re-shuffled copy of its own residual,
   which punishes residuals that carry image structure (π destroys structure, not the
@@ -21,7 +24,7 @@ import torch
 from torch import nn
 
 from ..distributed import global_mean, masked_mean
-from .masking import n2v_mask
+from .masking import pd_blindspot_forward
 
 CONSISTENCY_VARIANTS = ("blindspot", "fidelity", "recorruption", "none")
 
@@ -37,21 +40,24 @@ def permute_pixels(x: torch.Tensor, generator: torch.Generator | None = None) ->
 
 
 def consistency_forward(variant: str, model: nn.Module, crops: torch.Tensor,
-                        generator: torch.Generator | None = None, mask_ratio: float = 0.03
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+                        generator: torch.Generator | None = None, mask_ratio: float = 0.03,
+                        pd_stride: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Run f on ``crops`` (N, C, p, p) and return ``(consistency_loss, residual)``.
 
-    The residual (N, C, p, p) is n̂ = c − f(·) of the pass used by the variant.
+    The residual (N, C, p, p) is n̂ = c − f(·) of the pass used by the variant. ``pd_stride``
+    (blindspot only; s ≥ 1, p a multiple of s): PD before masking and the network.
 
     Raises:
-        ValueError: unknown variant.
+        ValueError: unknown variant; ``pd_stride`` > 1 with another variant than blindspot; a bad
+            ``pd_stride`` or crops not divisible by it.
     """
     if variant == "blindspot":
-        masked, mask = n2v_mask(crops, mask_ratio, generator)
-        out = model(masked)
+        out, mask = pd_blindspot_forward(model, crops, mask_ratio, generator, pd_stride)
         return masked_mean((out - crops) ** 2, mask), crops - out
     if variant not in CONSISTENCY_VARIANTS:
         raise ValueError(f"unknown consistency variant {variant!r}; use one of {CONSISTENCY_VARIANTS}")
+    if pd_stride != 1:
+        raise ValueError(f"pd_stride {pd_stride} applies to the blindspot consistency term only, not {variant!r}")
     out = model(crops)
     residual = crops - out
     if variant == "fidelity":

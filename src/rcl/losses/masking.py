@@ -93,3 +93,82 @@ def _neighbour(yy: torch.Tensor, xx: torch.Tensor, pick: torch.Tensor, offs: tor
     still = (sy == yy) & (sx == xx)
     sx = torch.where(still & (xx > 0), xx - 1, torch.where(still, (xx + 1).clamp(max=w - 1), sx))
     return sy, sx
+
+
+def check_pd_crop(crop: int, stride: int, min_side: int = 8) -> None:
+    """Refuse a crop side that does not suit pixel-shuffle down-sampling with ``stride``.
+
+    A PD'd crop of side ``crop`` is split into stride² sub-images of side crop / stride; the crop
+    must be a multiple of the stride (no replicated border pixels: a copied pixel next to itself
+    would be a perfect "neighbour" for the blind spot) and each sub-image at least ``min_side``
+    pixels (the network's smallest sensible input: 8, the smallest crop rcl trains on, or the
+    U-Net's 2**depth, whichever is larger).
+
+    Raises:
+        ValueError: a bad stride, a crop not divisible by it, or sub-images below ``min_side``.
+    """
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"pd_stride must be an integer >= 1, got {stride!r}")
+    if stride == 1:
+        return
+    if crop % stride:
+        raise ValueError(f"crop size {crop} is not a multiple of pd_stride {stride}; use a crop size of "
+                         f"{crop - crop % stride} or {crop - crop % stride + stride}")
+    if crop // stride < min_side:
+        raise ValueError(f"crop size {crop} at pd_stride {stride} gives {crop // stride}-px sub-images, smaller "
+                         f"than the network's minimum of {min_side} px; use a crop size of at least "
+                         f"{min_side * stride}")
+
+
+def pd_blindspot_forward(model, x: torch.Tensor, ratio: float, generator: "Draws | torch.Generator | None" = None,
+                         stride: int = 1, radius: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """The blind-spot forward pass, optionally on pixel-shuffle down-sampled (PD) crops.
+
+    With ``stride`` s > 1 each crop is split into its s² PD sub-images (:func:`rcl.data.pd.pd_down`;
+    neighbours in a sub-image were s pixels apart in the crop), the sub-images are masked
+    (:func:`n2v_mask`: a masked pixel takes a neighbour's value *within its sub-image*, i.e. from
+    s·radius pixels away at most, on the PD grid) and go through ``model`` as a batch of B·s²
+    images; the output and the mask are put back together (:func:`rcl.data.pd.pd_up`). This is PD
+    before a blind-spot network as in Zhou et al., AAAI 2020 and Lee, Son, Lee (AP-BSN), CVPR 2022:
+    noise correlated over fewer than s pixels becomes close to independent between a masked pixel
+    and the neighbours the network sees.
+
+    Draws: the mask of a crop's s² sub-images is drawn as one row of the local batch (the
+    sub-images are stacked as s²·C channels of their crop for :func:`n2v_mask`), so the per-row
+    draws of ``generator`` (a :class:`rcl.data.draws.Draws` with the method's layout) keep their
+    one-row-per-crop contract: N ranks draw what one rank would. Nothing comes from torch's global
+    RNG unless ``generator`` is None. s = 1 is exactly ``model(n2v_mask(x, ...)[0])``, the same
+    draws in the same order.
+
+    Args:
+        model: f_θ, (N, C, h, w) → (N, C, h, w).
+        x: (B, C, H, W) noisy crops, H and W multiples of ``stride`` (see :func:`check_pd_crop`).
+        ratio: masked fraction in (0, 1), per pixel and channel.
+        stride: PD stride s ≥ 1.
+        radius: neighbourhood radius of the replacement, in sub-image pixels.
+
+    Returns:
+        ``(out, mask)``: f's output (B, C, H, W) in the crops' pixel order and the boolean mask
+        (B, C, H, W) of the pixels the loss is taken on.
+
+    Raises:
+        ValueError: a bad stride, H or W not a multiple of it, or ``ratio`` out of (0, 1).
+    """
+    if stride == 1:
+        masked, mask = n2v_mask(x, ratio, generator, radius)
+        return model(masked), mask
+    from ..data.pd import pd_down, pd_up
+
+    b, c, h, w = x.shape
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"pd_stride must be an integer >= 1, got {stride!r}")
+    if h % stride or w % stride:
+        raise ValueError(f"PD blind-spot training: crops of {h}×{w} px are not a multiple of pd_stride {stride}")
+    s2, hs, ws = stride * stride, h // stride, w // stride
+    sub = pd_down(x, stride)                                   # (B·s², C, h/s, w/s), image-major
+    masked, mask = n2v_mask(sub.reshape(b, s2 * c, hs, ws), ratio, generator, radius)
+    net_in = masked.reshape(b * s2, c, hs, ws)
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        net_in = net_in.contiguous(memory_format=torch.channels_last)
+    out = model(net_in)
+    return pd_up(out, stride, (h, w)), pd_up(mask.reshape(b * s2, c, hs, ws), stride, (h, w))

@@ -32,19 +32,31 @@ class RCLLoss(nn.Module):
         normalize: divide residuals by the batch residual std before the similarity.
         mask_ratio: masked pixel fraction of the blind-spot term.
         gather_distributed: negatives from every rank under torch.distributed.
+        pd_stride: PD stride s ≥ 1 of the blind-spot term (1: none; see
+            :func:`rcl.losses.consistency.consistency_forward`); the contrastive term sees the
+            residual of the PD'd pass, put back into the crops' pixel order.
+
+    Raises:
+        ValueError: ``pd_stride`` not an integer ≥ 1, or > 1 with another consistency than blindspot.
     """
 
     def __init__(self, temperature: float = 0.1, contrastive_weight: float = 0.01,
                  consistency: str = "blindspot", consistency_weight: float = 1.0,
                  similarity: str = "emd", normalize: bool = True, mask_ratio: float = 0.03,
-                 gather_distributed: bool = True):
+                 gather_distributed: bool = True, pd_stride: int = 1):
         super().__init__()
+        if isinstance(pd_stride, bool) or not isinstance(pd_stride, int) or pd_stride < 1:
+            raise ValueError(f"pd_stride must be an integer >= 1, got {pd_stride!r}")
+        if pd_stride != 1 and consistency != "blindspot":
+            raise ValueError(f"pd_stride {pd_stride} needs the blindspot consistency term (got {consistency!r})")
+        self.pd_stride = pd_stride
         self.contrastive = ResidualNTXent(temperature, similarity, normalize, gather_distributed)
         self.contrastive_weight = contrastive_weight
         self.consistency, self.consistency_weight, self.mask_ratio = consistency, consistency_weight, mask_ratio
 
     def forward(self, model: nn.Module, crops: torch.Tensor, generator=None):
-        cons, residual = consistency_forward(self.consistency, model, crops, generator, self.mask_ratio)
+        cons, residual = consistency_forward(self.consistency, model, crops, generator, self.mask_ratio,
+                                             self.pd_stride)
         con, std = self.contrastive.forward_with_std(residual)
         loss = self.contrastive_weight * con + self.consistency_weight * cons
         return loss, {"loss": loss.detach(), "contrastive": con.detach(), "consistency": cons.detach(),

@@ -12,16 +12,83 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_serializer, model_validator
 from torch import nn
 
 from ..configs import Seed, StrictConfig
 from ..data.datasets import contrastive_batch
+from ..losses.masking import check_pd_crop
 from ..losses.rcl import RCLLoss
-from .base import Method, check_crop, register_method
+from .base import Method, Predictor, check_crop, register_method
+
+PD_FIELDS = ("pd_stride", "pd_stride_inference")
 
 
-class RCLConfig(StrictConfig):
+class PDConfig(StrictConfig):
+    """Pixel-shuffle down-sampling (PD) for blind-spot training on spatially correlated (real)
+    noise (Zhou et al., AAAI 2020; Lee, Son, Lee, AP-BSN, CVPR 2022), shared by the configs of the
+    blind-spot methods (rcl, n2v); see docs/design.md, "Pixel-shuffle down-sampling for real noise".
+
+    Attributes:
+        pd_stride: training stride s (1 to 16; 1: no PD): each crop is split into its s² sub-images
+            before masking and the network (:func:`rcl.losses.masking.pd_blindspot_forward`).
+            ``crop_size`` must be a multiple of s with sub-images of at least 8 px (and at least
+            the U-Net's 2**depth, checked when the method is built).
+        pd_stride_inference: stride (1 to 16) at which the trained network restores an image
+            (:func:`rcl.evaluation.inference.predict`'s ``pd_stride``; written to the checkpoint as
+            ``pd_stride_inference``). 1 (default): the network sees the full-resolution image.
+
+    For a config with a ``crop_size`` field. Both fields are left out of :meth:`model_dump` when they are 1, so a config without PD dumps
+    (and hashes, e.g. in the benchmark's cells) exactly as before these fields existed.
+    """
+
+    pd_stride: int = Field(1, ge=1, le=16)
+    pd_stride_inference: int = Field(1, ge=1, le=16)
+
+    @model_serializer(mode="wrap")
+    def _drop_default_pd(self, handler):
+        d = handler(self)
+        if isinstance(d, dict):
+            for k in PD_FIELDS:
+                if d.get(k) == 1:
+                    d.pop(k)
+        return d
+
+    @model_validator(mode="after")
+    def _crop_suits_stride(self):
+        check_pd_crop(self.crop_size, self.pd_stride)
+        return self
+
+
+def check_pd_network(cfg: PDConfig, model: nn.Module) -> None:
+    """Raise ValueError if ``cfg.crop_size`` / ``cfg.pd_stride`` is below the network's minimum
+    input (8 px, or the U-Net's 2**depth: :func:`rcl.evaluation.inference.tile_alignment`)."""
+    from ..evaluation.inference import tile_alignment
+
+    check_pd_crop(cfg.crop_size, cfg.pd_stride, max(8, tile_alignment(model)))
+
+
+class PDPredictor:
+    """Mixin of the methods with a :class:`PDConfig`: the trained network restores an image with
+    :func:`rcl.evaluation.inference.predict` at ``cfg.pd_stride_inference``."""
+
+    @classmethod
+    def predictor(cls, model: nn.Module, cfg=None) -> Predictor:
+        from ..evaluation.inference import predict
+
+        s = getattr(cfg, "pd_stride_inference", 1)
+        if s == 1:
+            return super().predictor(model, cfg)
+        return lambda noisy, sigma: predict(model, noisy, pd_stride=s)
+
+    @classmethod
+    def predictor_id(cls, cfg=None) -> str | None:
+        """None (the plain forward pass) at ``pd_stride_inference`` 1, else ``predict(pd_stride=S)``."""
+        s = getattr(cfg, "pd_stride_inference", 1)
+        return None if s == 1 else f"predict(pd_stride={s})"
+
+
+class RCLConfig(PDConfig):
     """RCL pre-training on noisy images (defaults: see docs/design.md for how they were chosen).
 
     Attributes:
@@ -37,6 +104,7 @@ class RCLConfig(StrictConfig):
         normalize: divide residuals by the batch residual std before the similarity.
         mask_ratio: masked pixel fraction for the blind-spot term.
         seed: seeds crops, masks and initial weights (0 ≤ seed ≤ MAX_SEED = 2**63 − 1).
+        pd_stride, pd_stride_inference: see :class:`PDConfig` (PD needs the blindspot consistency).
     """
 
     steps: int = Field(800, ge=1)
@@ -52,18 +120,25 @@ class RCLConfig(StrictConfig):
     mask_ratio: float = Field(0.03, gt=0, lt=1)
     seed: Seed = 0
 
+    @model_validator(mode="after")
+    def _pd_needs_blindspot(self):
+        if self.pd_stride != 1 and self.consistency != "blindspot":
+            raise ValueError(f"pd_stride {self.pd_stride} needs the blindspot consistency term "
+                             f"(got {self.consistency!r})")
+        return self
+
 
 PretrainConfig = RCLConfig
 """The historical name of :class:`RCLConfig` (``rcl pretrain``, the README's example)."""
 
 
 @register_method
-class RCL(Method):
+class RCL(PDPredictor, Method):
     """RCL pretext task on noisy images: :class:`RCLLoss` on :func:`rcl.data.datasets.contrastive_batch`.
 
     Raises (constructor):
-        ValueError: fewer than 2 images (negatives come from other images) or an image smaller
-            than the crop.
+        ValueError: fewer than 2 images (negatives come from other images), an image smaller
+            than the crop, or PD sub-images smaller than the network's minimum input.
     """
 
     name = "rcl"
@@ -74,9 +149,10 @@ class RCL(Method):
         if len(data) < 2:
             raise ValueError("RCL pre-training needs at least 2 noisy images (negatives come from other images)")
         check_crop(data, cfg.crop_size)
+        check_pd_network(cfg, kw["model"])
         super().__init__(data, cfg, **kw)
         self.criterion = RCLLoss(cfg.temperature, cfg.contrastive_weight, cfg.consistency, cfg.consistency_weight,
-                                 cfg.similarity, cfg.normalize, cfg.mask_ratio)
+                                 cfg.similarity, cfg.normalize, cfg.mask_ratio, pd_stride=cfg.pd_stride)
 
     def layout(self) -> tuple[int, int]:
         """Two views of ``min(batch_images, len(data))`` images."""
