@@ -201,3 +201,19 @@ def test_protocol_refuses_real_noise_without_inputs_and_mismatched_pairs():
     # given synthetic inputs keep working (the demo and the benchmark figures pass them)
     res, _ = evaluate(den, clean, parse_noise_spec("gaussian:25"), noisy=clean, sigmas=torch.tensor([0.1, 0.1]))
     assert res["id"].scores[0].sigma == pytest.approx(25.5)
+
+
+def test_bm3d_estimated_also_runs_on_synthetic_noise(pairs, tmp_path):
+    """With --data the row estimates σ from the protocol's fixed-seed noisy images (not their true σ)."""
+    from rcl.evaluation import make_noisy_test_set
+    from rcl.data.datasets import load_image_set
+
+    root, _, ck, _ = pairs
+    js = tmp_path / "scores.json"
+    res = _run(ck, "--data", root / "clean", "--noise", "gaussian:20", "--reference", "bm3d-estimated", "--json", js)
+    assert res.exit_code == 0, res.output
+    row = json.loads(js.read_text())["results"][BM3D_ESTIMATED_ROW]
+    noisy, _ = make_noisy_test_set(load_image_set(root / "clean"), parse_noise_spec("gaussian:20"), 0)
+    assert [im["sigma"] for im in row["images"]] == pytest.approx([20.0] * len(PAIRS))
+    assert [im["sigma_used"] for im in row["images"]] == pytest.approx(
+        [estimate_sigma(y) * 255 for y in noisy.images], rel=1e-5)
