@@ -76,8 +76,10 @@ def test_bm3d_row_equals_bm3d_called_directly(tmp_path, channels, spec, seed):
     assert results[BM3D_ROW]["reference"] is True and results["net.safetensors"]["reference"] is False
     row = results[BM3D_ROW]
     direct = _direct_bm3d_psnr(data, spec, seed)
-    assert [im["psnr"] for im in row["images"]] == pytest.approx(direct, abs=1e-9)
-    assert row["psnr"] == pytest.approx(float(np.mean(direct)), abs=1e-9)
+    # 1e-3 dB, not bit equality: once in a loaded full-suite run the two calls differed slightly
+    # (bm3d's compiled core); another noise realisation or σ would move PSNR by ≫ 0.01 dB
+    assert [im["psnr"] for im in row["images"]] == pytest.approx(direct, abs=1e-3)
+    assert row["psnr"] == pytest.approx(float(np.mean(direct)), abs=1e-3)
     # the same noisy inputs as the checkpoint's row: the noisy input scores and σ agree image by image
     for a, b in zip(row["images"], results["net.safetensors"]["images"]):
         assert (a["name"], a["sigma"], a["psnr_noisy"]) == (b["name"], b["sigma"], b["psnr_noisy"])
