@@ -37,6 +37,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -444,6 +445,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="rcl-gpu-check-"))
+    try:
+        return _main(args, argv, tmp)
+    finally:  # keep only the reports written into the temporary folder (--smoke's default)
+        for child in tmp.iterdir():
+            if child.name not in ("gpu.md", "gpu_check.json"):
+                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+        if not any(tmp.iterdir()):
+            tmp.rmdir()
+
+
+def _main(args, argv, tmp: Path) -> int:
     command = shlex.join(["python", "benchmarks/gpu_check.py", *(sys.argv[1:] if argv is None else argv)])
     from rcl.training import DeviceError, resolve_device
 
@@ -462,7 +475,6 @@ def main(argv=None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     cfg = settings(args.smoke)
-    tmp = Path(tempfile.mkdtemp(prefix="rcl-gpu-check-"))
     out_md = args.out or (tmp / "gpu.md" if args.smoke else REPO / "docs" / "gpu.md")
     out_json = args.json or (tmp / "gpu_check.json" if args.smoke else REPO / "benchmarks" / "gpu_check.json")
     timings: dict[str, float] = {}

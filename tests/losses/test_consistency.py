@@ -130,7 +130,7 @@ def test_rcl_loss_combines_terms(consistency):
     loss, logs = crit(model, crops, _gen(13))
     assert torch.isfinite(loss)
     assert set(logs) == {"loss", "contrastive", "consistency", "residual_std"}
-    assert logs["loss"] == pytest.approx(0.3 * logs["contrastive"] + 2.0 * logs["consistency"], rel=1e-5)
+    assert float(logs["loss"]) == pytest.approx(0.3 * float(logs["contrastive"]) + 2.0 * float(logs["consistency"]), rel=1e-5)
     loss.backward()
 
 
