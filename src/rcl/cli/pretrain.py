@@ -125,11 +125,12 @@ def pretrain(
 def _check_pd_options(pd_stride: int, pd_stride_inference: int, crop_size: int, consistency: Consistency) -> None:
     """--pd-stride / --pd-stride-inference: integers from 1 to 16; PD needs the blindspot term and a
     crop size that is a multiple of the stride (sub-images of at least 8 px)."""
+    from ..evaluation.inference import MAX_PD_STRIDE
     from ..losses.masking import check_pd_crop
 
     for name, v in (("--pd-stride", pd_stride), ("--pd-stride-inference", pd_stride_inference)):
-        if not 1 <= v <= 16:
-            raise UsageError(f"{name} {v}: must be an integer from 1 to 16")
+        if not 1 <= v <= MAX_PD_STRIDE:
+            raise UsageError(f"{name} {v}: must be an integer from 1 to {MAX_PD_STRIDE}")
     if pd_stride != 1 and consistency != Consistency.blindspot:
         raise UsageError(f"--pd-stride {pd_stride} needs --consistency blindspot (got {consistency.value})")
     try:

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..configs import Seed, StrictConfig
 from ..data.datasets import contrastive_batch
+from ..evaluation.inference import MAX_PD_STRIDE
 from ..losses.masking import check_pd_crop
 from ..losses.rcl import RCLLoss
 from .base import Method, Predictor, check_crop, register_method
@@ -42,8 +43,8 @@ class PDConfig(StrictConfig):
     (and hashes, e.g. in the benchmark's cells) exactly as before these fields existed.
     """
 
-    pd_stride: int = Field(1, ge=1, le=16)
-    pd_stride_inference: int = Field(1, ge=1, le=16)
+    pd_stride: int = Field(1, ge=1, le=MAX_PD_STRIDE)
+    pd_stride_inference: int = Field(1, ge=1, le=MAX_PD_STRIDE)
 
     @model_serializer(mode="wrap")
     def _drop_default_pd(self, handler):
