@@ -92,8 +92,8 @@ def main() -> None:  # console-script entry point
 
     signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
     warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
-    init_from_env()  # under torchrun: join the process group (rank 0 alone writes outputs)
     try:
+        init_from_env()  # under torchrun: join the process group (rank 0 alone writes outputs)
         app()
     except KeyboardInterrupt:
         from .common import interrupt_message, interrupt_status

@@ -49,19 +49,19 @@ def errors_to_exit(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from ..checkpoint import CheckpointError
-        from ..data.io import ImageReadError
-        from ..training.engine import TrainingStopped
+        try:  # the imports too: a SIGTERM while they run (a second or more) is reported like any other
+            from ..checkpoint import CheckpointError
+            from ..data.io import ImageReadError
+            from ..training.engine import TrainingStopped
 
-        try:
             return fn(*args, **kwargs)
+        except KeyboardInterrupt:  # first: the names below may not be imported yet
+            typer.echo(f"error: {interrupt_message()}", err=True)
+            raise typer.Exit(interrupt_status()) from None
         except ValidationError as exc:
             msg = _format_validation(exc)
         except (ImageReadError, CheckpointError, UsageError, OSError, ValueError, FloatingPointError) as exc:
             msg = str(exc)
-        except KeyboardInterrupt:
-            typer.echo(f"error: {interrupt_message()}", err=True)
-            raise typer.Exit(interrupt_status()) from None
         except TrainingStopped as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(128 + exc.signum) from None
