@@ -111,7 +111,7 @@ def ranks(tmp_path_factory):
     if any(codes):
         pytest.fail("gloo ranks failed:\n" + "\n".join(f"--- rank {r} (exit {c}):\n{log[-4000:]}"
                                                        for r, (c, log) in enumerate(zip(codes, logs))))
-    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 
 _REFS: dict[str, dict] = {}
