@@ -231,6 +231,28 @@ def check_tile(tile: Optional[int]) -> None:
                          f"and change the output), got {tile}")
 
 
+def load_denoiser(checkpoint: Path, device: str, what: str):
+    """``(model on the device, metadata, task)`` of a checkpoint whose output is a clean copy of its input
+    (denoising), for commands that use its residual; ``what`` names that use in the refusal.
+
+    Raises:
+        UsageError: another task's model (SR, JDD). CheckpointError / DeviceError: as loading does.
+    """
+    from ..checkpoint import load_checkpoint
+    from ..tasks import TASKS, task_from_metadata
+    from ..training import resolve_device
+
+    model, meta = load_checkpoint(checkpoint)
+    model.to(resolve_device(device))
+    check_restorer(meta, checkpoint)
+    task = task_from_metadata(meta)
+    if not task.input_is_noisy_target:
+        takes = ", ".join(name for name, cls in TASKS.items() if cls.input_is_noisy_target)
+        raise UsageError(f"{checkpoint}: a {task.describe()} model; {what} needs a model whose output "
+                         f"is a clean copy of its input ({takes})")
+    return model, meta, task
+
+
 def check_restorer(meta: dict, checkpoint: Path) -> None:
     """Only restoration models restore and are scored: not a pre-training whose network restores
     nothing (e.g. on packed Bayer mosaics; :func:`rcl.tasks.pretraining_task`)."""

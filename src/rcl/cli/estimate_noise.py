@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..configs import MAX_SEED
-from .common import (DeviceOpt, OverwriteOpt, ThreadsOpt, UsageError, check_outputs, check_restorer, check_tile,
+from .common import (DeviceOpt, OverwriteOpt, ThreadsOpt, UsageError, check_outputs, check_tile, load_denoiser,
                      errors_to_exit, path_argument, path_option, set_threads, tile_help)
 
 MIN_SIDE = 16
@@ -66,14 +66,12 @@ def estimate_noise(
     measured on BSD68 it is less accurate than estimate_sigma, and on real PolyU camera noise with a
     Train400 calibration it read σ̂ = 0 for every crop (docs/real-noise/README.md, "rcl estimate-noise").
     """
-    from ..checkpoint import load_checkpoint
     from ..data.datasets import load_image_set
     from ..data.io import atomic_write_bytes, image_paths, read_image
     from ..data.noise import SCALE
     from ..evaluation.noise_level import (CALIBRATION_SIGMAS, DEFAULT_ESTIMATOR, calibrate, estimate_sigma,
                                           image_residual_std)
     from ..reporting import finite_json
-    from ..tasks import TASKS, task_from_metadata
     from ..training import describe_device, resolve_device
 
     check_tile(tile)
@@ -81,14 +79,7 @@ def estimate_noise(
     dev = resolve_device(device)
     if json_out is not None:
         check_outputs({"--json": json_out}, [checkpoint, images, calibration], overwrite)
-    model, meta = load_checkpoint(checkpoint)
-    model.to(dev)
-    check_restorer(meta, checkpoint)
-    task = task_from_metadata(meta)
-    if not task.input_is_noisy_target:
-        takes = ", ".join(name for name, cls in TASKS.items() if cls.input_is_noisy_target)
-        raise UsageError(f"{checkpoint}: a {task.describe()} model; the residual y − f(y) needs a model whose output "
-                         f"is a clean copy of its input ({takes})")
+    model, meta, task = load_denoiser(checkpoint, device, "the residual y − f(y)")
     want = meta["model"]["in_channels"]
     paths = image_paths(images)
     noisy = []

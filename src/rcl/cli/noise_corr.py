@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (DeviceOpt, OverwriteOpt, ThreadsOpt, UsageError, check_outputs, check_restorer, errors_to_exit,
+from .common import (DeviceOpt, OverwriteOpt, ThreadsOpt, UsageError, check_outputs, errors_to_exit, load_denoiser,
                      path_argument, path_option, set_threads)
 
 MAX_STRIDE = 64
@@ -111,20 +111,9 @@ def noise_corr(
         check_outputs({"--json": json_out}, [noisy, clean, checkpoint], overwrite)
     model = None
     if checkpoint is not None:
-        from ..checkpoint import load_checkpoint
         from ..evaluation.inference import predict
-        from ..tasks import TASKS, task_from_metadata
-        from ..training import resolve_device
 
-        dev = resolve_device(device)
-        model, meta = load_checkpoint(checkpoint)
-        model.to(dev)
-        check_restorer(meta, checkpoint)
-        task = task_from_metadata(meta)
-        if not task.input_is_noisy_target:
-            takes = ", ".join(name for name, cls in TASKS.items() if cls.input_is_noisy_target)
-            raise UsageError(f"{checkpoint}: a {task.describe()} model; noisy − f(noisy) needs a model whose output "
-                             f"is a clean copy of its input ({takes})")
+        model, meta, task = load_denoiser(checkpoint, device, "noisy − f(noisy)")
         want = meta["model"]["in_channels"]
         items = [(p.name, p, None) for p in image_paths(noisy)]
     else:
