@@ -196,7 +196,13 @@ def test_smoke_end_to_end_and_resume(data_root, tmp_path, monkeypatch):
     assert all(v.split(" (")[0] in ("holds", "does not hold", "inconclusive") for v in verdicts), verdicts
     assert "not measured" in verdicts[3]  # smoke runs no simclr: claim 4 cannot be judged
     ft = [r for r in res["rows"] if r["kind"] == "finetuned"]
-    assert len(ft) == 3 * 2 * 2 and all(r["n_seeds"] == 2 for r in ft)
+    assert len(ft) == (3 + 1) * 2 * 2 and all(r["n_seeds"] == 2 for r in ft)
+    # the compute-matched scratch row: fresh weights, pre-training + fine-tuning steps, judged in claim 1 (c)
+    assert {r["method"] for r in ft} == {"rcl", "n2v", "none", "scratch-matched"}
+    assert "scratch, compute-matched (6 steps)" in md and "(c) beats compute-matched scratch" in md
+    cells = [c for c in Plan(cfg, out / "cache").model_cells if c.evals and c.evals[0].row[1] == "scratch-matched"]
+    assert len(cells) == 4 and all(c.init is None and c.training.steps == 6 for c in cells)
+    assert "Wall time per training cell" in md and "pre-training rcl" in md
     assert {r["method"] for r in res["rows"] if r["kind"] == "direct"} == {"rcl", "n2v"}
 
     # a rerun from the saved config.yaml recomputes nothing
@@ -215,8 +221,8 @@ def test_smoke_end_to_end_and_resume(data_root, tmp_path, monkeypatch):
     changed = load_config("smoke", data_root, overrides={**TINY, "finetune": {**TINY["finetune"], "steps": 4}})
     run_benchmark(changed, out, progress=False)
     fourth = _cells(out)
-    n_ft = 3 * 2 * 2 + 1  # methods × fractions × seeds, plus the ablation's fine-tuning
-    n_ft_evals = 3 * 2 * 2 * 2 + 1  # … × 2 noises, plus the ablation's (1 test set/noise)
+    n_ft = (3 + 1) * 2 * 2 + 1  # (methods + compute-matched scratch) × fractions × seeds, plus the ablation's
+    n_ft_evals = (3 + 1) * 2 * 2 * 2 + 1  # … × 2 noises, plus the ablation's (1 test set/noise)
     assert len(fourth["computed"]) == n_ft + n_ft_evals
     assert all("finetune" in k or " f=" in k for k in fourth["computed"]), fourth["computed"]
     assert all(k.startswith(("pretrain", "ablation similarity-l2 pretrain")) or "0 labels" in k or "BM3D" in k

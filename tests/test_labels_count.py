@@ -105,3 +105,30 @@ def test_labels_with_real_pairs_count_the_pairs(tmp_path):
     res = _finetune(clean, bad, "--noisy", str(noisy), "--labels", "5")
     _one_error_line(res, "--labels 5", str(noisy), "4 noisy/clean pair(s)", "1 to 4")
     assert not bad.exists()
+
+
+def test_val_every_holds_out_labels_and_records_the_best_step(tmp_path):
+    data = _folder(tmp_path / "twelve", n=12)
+    out = tmp_path / "val.safetensors"
+    res = runner.invoke(app, ["finetune", str(data), "-o", str(out), "--steps", "6", "--crop-size", "16",
+                              "--batch-size", "2", "--width", "4", "--depth", "2", "--no-progress",
+                              "--labels", "10", "--val-every", "3", "--seed", "2"])
+    assert res.exit_code == 0, res.output
+    meta = read_metadata(out)
+    assert meta["label_count"] == 10 and len(meta["labelled_images"]) == 9
+    assert len(meta["validation_images"]) == 1 and meta["validation_images"][0] not in meta["labelled_images"]
+    assert meta["best_step"] in (3, 6) and meta["training"]["val_every"] == 3
+    assert "1 held out for validation" in res.output
+
+
+def test_val_every_below_the_minimum_labels_trains_on_every_label(five, tmp_path):
+    out = tmp_path / "few.safetensors"
+    res = _finetune(five, out, "--labels", "5", "--val-every", "1")
+    assert res.exit_code == 0, res.output
+    meta = read_metadata(out)
+    assert meta["label_count"] == 5 and meta["validation_images"] == [] and meta["best_step"] is None
+
+
+def test_negative_val_every_is_one_error_line(five, tmp_path):
+    res = _finetune(five, tmp_path / "x.safetensors", "--val-every", "-2")
+    assert res.exit_code == 2 and "--val-every" in res.output and not (tmp_path / "x.safetensors").exists()

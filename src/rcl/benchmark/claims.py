@@ -60,7 +60,14 @@ def judge_claims(cfg: BenchmarkConfig, stats: dict) -> list[dict]:
                                                     "inconclusive (difference within seed std)")
         detail_b = (f"mean gain over scratch at {fmin:g}: {g_small:+.2f} dB, at {fmax:g}: {g_large:+.2f} dB "
                     f"(difference {diff:+.2f} dB; spread {spread:.2f} dB)")
-    overall = combine([part_a, part_b])
+    parts = {"a": part_a, "b": part_b}
+    if cfg.compute_matched_scratch:
+        from .plan import MATCHED
+
+        comps_c = comparisons(ours, MATCHED, small) if ours in methods else []
+        parts["c"] = verdict([c["outcome"] for c in comps_c], None if ours in methods else f"needs method {ours}")
+        comps += comps_c
+    overall = combine(list(parts.values()))
     result.append({"id": 1, "claim": "Fine-tuning from RCL beats training from scratch (none), most at small "
                                      "label fractions.",
                    "rule": ("(a) for every test set/noise and every label fraction < 100 % "
@@ -69,8 +76,10 @@ def judge_claims(cfg: BenchmarkConfig, stats: dict) -> list[dict]:
                             "standard deviations ('win'); a difference below minus that spread is a 'loss'. "
                             "(b) the gain at the smallest fraction, averaged over test sets/noises, exceeds the gain "
                             "at the largest fraction by more than the average spread of the four rows involved. "
-                            "Holds if (a) and (b) hold; does not hold if either does not hold; otherwise inconclusive."),
-                   "verdict": overall, "parts": {"a": part_a, "b": part_b}, "detail": detail_b, "comparisons": comps})
+                            + ("(c) the rule of (a) against scratch trained for as many steps as pre-training plus "
+                               "fine-tuning (compute-matched). " if cfg.compute_matched_scratch else "")
+                            + "Holds if every part holds; does not hold if one does not hold; otherwise inconclusive."),
+                   "verdict": overall, "parts": parts, "detail": detail_b, "comparisons": comps})
     # (2) few labels vs full supervision
     miss = None
     if not {ours, scratch} <= methods:
@@ -156,7 +165,9 @@ def claims_section(md: list[str], cfg: BenchmarkConfig, judged: list[dict]) -> N
                       f"{sum(x['delta_db'] for x in comps) / len(comps):+.2f} dB.\n")
         if c["id"] == 1:
             md.append(f"- (a) beats scratch: {c['parts']['a']}; (b) most at small fractions: {c['parts']['b']}"
-                      f"{'; ' + c['detail'] if c['detail'] else ''}.\n")
+                      f"{'; ' + c['detail'] if c['detail'] else ''}"
+                      + (f"; (c) beats compute-matched scratch: {c['parts']['c']}" if "c" in c["parts"] else "")
+                      + ".\n")
         if c["id"] == 2 and comps:
             gaps = "; ".join(f"{x['test']} {noise_label(x['noise'])}: {x['delta_db']:+.2f} dB" for x in comps)
             md.append(f"- Gap rcl@{min(fr):g} − none@100 %: {gaps}.\n")

@@ -46,6 +46,9 @@ class BenchmarkConfig(StrictConfig):
         label_fractions: fractions 0 < f ≤ 1 of labelled training images (at least 1 image).
         seeds: fine-tuning seeds (labelled subset, crops, noise, scratch weights); mean ± std over them.
         finetune: :class:`rcl.training.FinetuneConfig` fields except label_fraction and seed.
+        compute_matched_scratch: also train scratch (``none``) for as many steps as RCL's
+            pre-training plus fine-tuning, at every fraction and seed: the "scratch,
+            compute-matched" row, against which a pre-trained row is judged at equal steps.
         bm3d: BM3D reference rows.
         ablations: named RCL variants, evaluated directly and fine-tuned at ``ablation_fraction``
             with the first seed.
@@ -70,6 +73,7 @@ class BenchmarkConfig(StrictConfig):
     label_fractions: FractionList = Field(default_factory=lambda: [0.01, 0.05, 0.1, 1.0])
     seeds: SeedList = Field(default_factory=lambda: [0, 1])
     finetune: Annotated[FinetuneConfig, AfterValidator(_top_level_finetune)] = Field(default_factory=FinetuneConfig)
+    compute_matched_scratch: bool = False
     bm3d: BM3DConfig = Field(default_factory=BM3DConfig)
     ablations: list[AblationConfig] = Field(default_factory=list)
     ablation_fraction: float | None = Field(None, gt=0, le=1)

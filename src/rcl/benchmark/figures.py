@@ -46,6 +46,7 @@ def _denoise_figures(runner: "Runner", work: Path) -> None:
     from ..data.noise import parse_noise_spec
     from ..evaluation.protocol import evaluate
     from ..reporting import plot_metric_vs_fraction, plot_restorations
+    from .report import row_methods
 
     cfg, spec = runner.cfg, runner.spec("denoise")
     stats, _ = aggregate(runner, "denoise")
@@ -60,7 +61,7 @@ def _denoise_figures(runner: "Runner", work: Path) -> None:
         d = stats.get(("direct", ours, t, n))
         if d is not None:
             hl[f"{ours}, 0 labels"] = d.psnr
-        panels.append((f"{t} {noise_label(n)}", _series(stats, cfg.methods, cfg.label_fractions, (t, n)), hl))
+        panels.append((f"{t} {noise_label(n)}", _series(stats, row_methods(cfg), cfg.label_fractions, (t, n)), hl))
     plot_metric_vs_fraction(panels, work / "psnr_vs_fraction.png")
 
     # samples: one image of the first test set, at σ=25 if evaluated, else the first noise

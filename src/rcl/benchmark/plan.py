@@ -4,7 +4,8 @@ Order (part of the behaviour: the report and ``results.json`` list cells in it):
 
 1. pre-training on ``data.train``, one cell per method of the denoising benchmark and of SR
    (shared: the same cache file and hash), with the 0-label evaluations of the denoisers;
-2. denoising fine-tuning (method × fraction × seed) with its evaluations;
+2. denoising fine-tuning (method × fraction × seed) with its evaluations, then (with
+   ``compute_matched_scratch``) scratch trained for pre-training + fine-tuning steps;
 3. the ablations (pre-training, then fine-tuning, each with its evaluations);
 4. SR, per scale: fine-tuning (method × fraction × seed) with its evaluations, then the
    reference (bicubic) rows;
@@ -32,6 +33,12 @@ from .taskspec import DenoiseSpec, TaskSpec, downstream_specs
 from .validation import role_method
 
 PLAIN = "plain"  # the predictor of a network evaluated by a plain forward pass
+MATCHED = "scratch-matched"  # the row of scratch trained for pre-training + fine-tuning steps
+
+
+def matched_steps(cfg: BenchmarkConfig) -> int:
+    """Steps of the compute-matched scratch row: RCL's pre-training steps plus the fine-tuning steps."""
+    return cfg.pretrain.method_config(role_method("ours")).steps + cfg.finetune.steps
 
 
 class Plan:
@@ -121,9 +128,11 @@ class Plan:
                          model_cfg=model_cfg, task=spec.name, scale=spec.scale, training=pcfg)
 
     def finetune_cell(self, spec: TaskSpec, key: str, path: Path, method: str, init: ModelCell | None,
-                      frac: float, seed: int) -> ModelCell:
-        """A fine-tuning cell (from ``init``, None: fresh weights) at one label fraction and seed."""
-        fcfg = spec.finetune_base().model_copy(update={"label_fraction": frac, "seed": seed})
+                      frac: float, seed: int, steps: int | None = None) -> ModelCell:
+        """A fine-tuning cell (from ``init``, None: fresh weights) at one label fraction and seed
+        (``steps``: instead of the fine-tuning config's)."""
+        fcfg = spec.finetune_base().model_copy(update={"label_fraction": frac, "seed": seed,
+                                                       **({"steps": steps} if steps else {})})
         model_cfg = spec.model_cfg
         h = config_hash({"kind": "finetune", "init": init.hash if init else None, "model": model_cfg.model_dump(),
                          "train": self._train_ids[spec.train_key], "noise": spec.train_noise,
@@ -171,6 +180,20 @@ class Plan:
                     self.model_cells.append(cell)
                     self._finetuned[(spec.name, spec.scale, m, f, s)] = cell
 
+    def _matched_grid(self, spec: TaskSpec, tests: list[tuple[TestSetConfig, str]]) -> None:
+        """Scratch (fresh weights) for :func:`matched_steps` steps, fraction × seed: row ``MATCHED``."""
+        steps, scratch = matched_steps(self.cfg), role_method("scratch")
+        for f in spec.fractions:
+            for s in spec.seeds:
+                tag = f"f{frac_tag(f)}_s{s}"
+                cell = self.finetune_cell(spec, f"finetune {MATCHED} f={f:g} seed={s}",
+                                          spec.model_dir(self.cache) / "finetune" / MATCHED / f"{tag}.safetensors",
+                                          scratch, None, f, s, steps=steps)
+                cell.meta["compute_matched"] = True
+                cell.evals = [self.eval_cell(spec, f"{MATCHED} f={f:g} seed={s}", f"finetune/{MATCHED}/{tag}",
+                                             ("ft", MATCHED, f, s), t, n, PLAIN, cell) for t, n in tests]
+                self.model_cells.append(cell)
+
     # -- per task ---------------------------------------------------------------------------
 
     def _plan_denoise(self, den: DenoiseSpec, sharing: list[TaskSpec]) -> None:
@@ -196,6 +219,8 @@ class Plan:
         if not on:
             return
         self._finetune_grid(den, self.pretrained, pairs)
+        if cfg.compute_matched_scratch:
+            self._matched_grid(den, pairs)
         abl_pairs = [(cfg.test_set(t), n) for t, n in cfg.expand(cfg.ablation_eval)]
         fa, s0 = cfg.abl_fraction, cfg.seeds[0]
         ours = role_method("ours")  # the ablations are variants of RCL's pre-training

@@ -19,6 +19,7 @@ from .published import published_numbers
 from .report_tasks import jdd_section, sr_section, task_section
 from .stats import aggregate, fmt, noise_label, noisy_rows
 from .taskspec import SectionSpec
+from .plan import MATCHED, matched_steps
 from .validation import method_label, role_method
 
 if TYPE_CHECKING:
@@ -136,6 +137,50 @@ def report(runner: "Runner", out_name: str, command: str, seconds: float, starte
     return "".join(md), summary
 
 
+def row_methods(cfg) -> list[str]:
+    """The methods of the denoising tables, then the compute-matched scratch row when configured."""
+    return list(cfg.methods) + ([MATCHED] if cfg.compute_matched_scratch else [])
+
+
+def row_label(cfg, m: str) -> str:
+    """A row's name in the tables (``none (scratch)``; ``scratch, compute-matched (N steps)``)."""
+    return f"scratch, compute-matched ({matched_steps(cfg)} steps)" if m == MATCHED else method_label(m)
+
+
+def _time_section(runner: "Runner", md: list[str]) -> None:
+    """Wall time of each training cell (from its checkpoint's ``seconds``): pre-training per method,
+    fine-tuning per row and fraction (mean over seeds), on this machine (see the header)."""
+    from ..checkpoint import CheckpointError, read_metadata
+    from ..reporting import markdown_table
+
+    def secs(cell) -> float | None:
+        try:
+            v = read_metadata(cell.path).get("seconds")
+        except CheckpointError:
+            return None
+        return float(v) if isinstance(v, (int, float)) else None
+
+    cfg = runner.cfg
+    rows = []
+    for m, cell in runner.plan.pretrained.items():
+        s = secs(cell)
+        rows.append({"row": f"pre-training {m}", "steps": cell.training.get("steps", ""),
+                     "min": f"{s / 60:.1f}" if s is not None else "—"})
+    spec = runner.spec("denoise")
+    for m in row_methods(cfg):
+        for f in cfg.label_fractions:
+            cells = [c for c in runner.plan.model_cells if c.kind == "finetune" and c.evals
+                     and c.evals[0].row[:3] == ("ft", m, f) and c.task == spec.name]
+            vals = [v for v in (secs(c) for c in cells) if v is not None]
+            if cells:
+                rows.append({"row": f"fine-tuning {row_label(cfg, m)} at {f * 100:g} %",
+                             "steps": cells[0].training.steps,
+                             "min": f"{sum(vals) / len(vals) / 60:.1f}" if vals else "—"})
+    md.append("\nWall time per training cell (min; fine-tuning: mean over seeds; the machine and thread count are in "
+              "the header and at the end):\n\n" + markdown_table(rows, [("row", "cell", ""), ("steps", "steps", ""),
+                                                                       ("min", "wall time (min)", "")]))
+
+
 def _denoise_sections(runner: "Runner", md: list[str], rows_json: list[dict],
                       budget: str) -> tuple[list[dict], dict | None, list[dict]]:
     """The denoising parts of the report before the claims (results, BM3D check, published numbers,
@@ -172,8 +217,8 @@ def _denoise_sections(runner: "Runner", md: list[str], rows_json: list[dict],
                 if metric == "psnr":
                     rows_json.append({"kind": "bm3d", "test": t, "noise": n, "psnr": b.psnr, "ssim": b.ssim,
                                       "n_images": b.n_images})
-            for m in cfg.methods:
-                r = {"method": method_label(m)}
+            for m in row_methods(cfg):
+                r = {"method": row_label(cfg, m)}
                 d = stats.get(("direct", m, t, n))
                 r["zero"] = f"{getattr(d, metric):.{digits}f}" if d else "—"
                 if d is not None and metric == "psnr":
@@ -191,6 +236,11 @@ def _denoise_sections(runner: "Runner", md: list[str], rows_json: list[dict],
                 rows.append(r)
             cols = [("method", "method", ""), ("zero", "0 labels", "")] + [(k, h, "") for k, h in frac_cols]
             md.append(f"\n{label}:\n\n" + markdown_table(rows, cols))
+    if cfg.compute_matched_scratch:
+        md.append(f"\n'{row_label(cfg, MATCHED)}' = none (scratch) trained for as many steps as RCL's pre-training "
+                  f"plus fine-tuning ({matched_steps(cfg)}), so that a pre-trained row is also compared at equal "
+                  "optimiser steps.\n")
+    _time_section(runner, md)
     md.append("\n'0 labels' = the pre-trained network used directly (rcl, n2v, ne2ne: plain forward pass; n2s: "
               "Noise2Self's J-invariant inference, `n2s_predict`); simclr and none are not denoisers without "
               "labels. 'x % (k img)' = fine-tuned on k labelled training images. Figure: `psnr_vs_fraction.png`; "

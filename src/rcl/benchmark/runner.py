@@ -125,7 +125,9 @@ class Runner:
         res = fit(spec.task, Supervised, clean, cell.training, spec.model_cfg, init=init,
                   noise=parse_noise_spec(spec.train_noise), progress=self.progress, desc=cell.key, engine=engine)
         return res.model, {"stage": "finetune", "method": cell.method, "init_stage": "pretrain" if cell.init else None,
-                           "noise": spec.train_noise, "labelled_images": res.labelled}
+                           "noise": spec.train_noise, "labelled_images": res.labelled,
+                           "validation_images": res.validation, "best_step": res.best_step,
+                           "best_val_psnr": res.best_psnr}
 
     def state_path(self, cell: ModelCell) -> Path:
         """Where a training cell's resumable state goes (beside its checkpoint)."""

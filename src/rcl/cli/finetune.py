@@ -50,6 +50,11 @@ def finetune(
     lr: LrOpt = 5e-4,
     loss: Annotated[str, typer.Option(help="l2 or l1.")] = "l2",
     seed: SeedOpt = 0,
+    val_every: Annotated[int, typer.Option(
+        "--val-every", metavar="N", min=0,
+        help="Validate every N steps on 10 %% of the labelled images, held out of training (only when at "
+             "least 10 are labelled), and keep the weights of the best validation PSNR; 0: off, the last "
+             "step's weights.")] = 0,
     log: LogOpt = None,
     progress: ProgressOpt = True,
     log_every: LogEveryOpt = 0,
@@ -88,7 +93,8 @@ def finetune(
         raise UsageError(f"--labels {labels} and --label-fraction {label_fraction:g} exclude each other; "
                          f"give the number of labelled images or their fraction")
     cfg = Supervised.Config(steps=steps, batch_size=batch_size, crop_size=crop_size, lr=lr, loss=loss,
-                            label_fraction=label_fraction if label_fraction is not None else 1.0, seed=seed)
+                            label_fraction=label_fraction if label_fraction is not None else 1.0, seed=seed,
+                            val_every=val_every)
     if noisy is not None and not the_task.input_is_noisy_target:
         takes = ", ".join(f"--task {name}" for name, cls in TASKS.items() if cls.input_is_noisy_target)
         raise UsageError(f"--noisy pairs are supported for {takes} only (got --task {the_task.name})")
@@ -135,10 +141,14 @@ def finetune(
         return
     save_checkpoint(out, model, mcfg, stage="finetune", init=str(init) if init else None,
                     init_stage=meta.get("stage"), noise=noise, training=cfg.model_dump(),
-                    labelled_images=labelled, label_count=len(labelled), final_loss=hist[-1]["loss"],
+                    labelled_images=labelled, label_count=len(labelled) + len(res.validation),
+                    validation_images=res.validation, best_step=res.best_step, best_val_psnr=res.best_psnr,
+                    final_loss=hist[-1]["loss"],
                     engine=engine_metadata(engine),
                     **the_task.checkpoint_metadata(model))
     finish_state(engine, out)
     shown = ", ".join(labelled[:5]) + (f", … ({len(labelled) - 5} more)" if len(labelled) > 5 else "")
-    typer.echo(f"wrote {out} ({the_task.name}; {len(labelled)} labelled image(s): {shown}; "
+    val = (f"; {len(res.validation)} held out for validation, best PSNR {res.best_psnr:.2f} dB at step "
+           f"{res.best_step}") if res.validation else ""
+    typer.echo(f"wrote {out} ({the_task.name}; {len(labelled)} labelled image(s) trained: {shown}{val}; "
                f"final loss {hist[-1]['loss']:.4g})")

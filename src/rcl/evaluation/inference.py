@@ -53,17 +53,21 @@ def inference_layout(model: nn.Module):
     oneDNN's CPU convolutions run faster on channels-last tensors: for the default U-Net on a
     481×321 image, 0.33 → 0.22 s (grayscale) and 0.33 → 0.25 s (RGB) on one thread, measured
     on the development machine; the output values differ only by float rounding (≤ 1e-6).
-    The weights are converted back to the contiguous layout on exit, so a model that is
-    being trained is left as it was (the ``nn.Parameter`` objects are kept, so an optimizer's
-    references stay valid). Feed inputs through :func:`to_layout`.
+    The weights are converted back to their layout on exit (contiguous, or channels-last for a
+    network that trains channels-last), so a model that is being trained is left as it was (the
+    ``nn.Parameter`` objects are kept, so an optimizer's references stay valid). Feed inputs through :func:`to_layout`.
     """
     was_training = model.training
+    # a network that trains channels-last (rcl.training.Engine) goes back to channels-last: the
+    # optimiser's moment tensors have its parameters' strides, which the fused Adam kernel relies on
+    was_cl = any(p.ndim == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
+                 for p in model.parameters())
     model.eval()
     model.to(memory_format=torch.channels_last)
     try:
         yield model
     finally:
-        model.to(memory_format=torch.contiguous_format)
+        model.to(memory_format=torch.channels_last if was_cl else torch.contiguous_format)
         model.train(was_training)
 
 

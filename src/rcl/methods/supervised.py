@@ -58,6 +58,12 @@ class FinetuneConfig(StrictConfig):
         resample_noise: draw fresh synthetic noise for every crop (the usual synthetic protocol);
             False keeps one fixed noisy realisation per labelled image.
         seed: seeds the labelled subset, crops and noise (0 ≤ seed ≤ MAX_SEED).
+        val_every: validate every this many steps (and after the last) on a validation split held
+            out of the labelled images, and keep the weights of the best validation PSNR
+            (:mod:`rcl.training.validation`); 0 turns it off.
+        val_fraction: the share of the labelled images held out for validation (at least one).
+        val_min_labels: validate only when at least this many images are labelled (fewer: no
+            validation, the last step's weights are kept, every label trains).
     """
 
     steps: int = Field(300, ge=1)
@@ -68,6 +74,9 @@ class FinetuneConfig(StrictConfig):
     label_fraction: float = Field(1.0, gt=0, le=1)
     resample_noise: bool = True
     seed: Seed = 0
+    val_every: int = Field(0, ge=0)
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    val_min_labels: int = Field(10, ge=2)
 
 
 @register_method

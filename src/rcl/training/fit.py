@@ -6,7 +6,9 @@ The order in which random numbers are drawn is part of the contract (same seed �
   (torch's global RNG and the data generator) → the network (fresh from the global RNG, or a
   copy of ``init``) → ``none``: returned in eval mode → the method (SimCLR draws its projection
   head here, after the network) → :func:`rcl.training.trainer.train`;
-* supervised: checks → :func:`labelled_subset` (its own generator) → fixed inputs (real pairs
+* supervised: checks → :func:`labelled_subset` (its own generator) → with ``cfg.val_every``, the
+  validation split held out of the labelled images (:func:`validation_subset`, its own generator;
+  its inputs made by the evaluation protocol from ``seed``) → fixed inputs (real pairs
   ``noisy.subset(idx)``, or ``task.degrade(labelled, noise, seed)`` when not
   ``cfg.resample_noise``, per-image generators) → ``gen = seed_everything(seed)`` →
   ``task.init_model(body, init)`` → the method → ``train``.
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -37,12 +39,19 @@ class FitResult:
     Attributes:
         model: the trained network, in eval mode.
         history: one dict per step (step, lr and the method's logs, e.g. loss); empty for ``none``.
-        labelled: names of the labelled images (supervised methods), else None.
+        labelled: names of the labelled images that trained the network (supervised methods),
+            else None.
+        validation: names of the labelled images held out for validation (empty without it).
+        best_step, best_psnr: the step whose weights were kept and its validation PSNR (dB), or
+            None without validation.
     """
 
     model: nn.Module
     history: list[dict]
     labelled: list[str] | None = None
+    validation: list[str] = field(default_factory=list)
+    best_step: int | None = None
+    best_psnr: float | None = None
 
 
 def labelled_subset(n_images: int, fraction: float, seed: int) -> list[int]:
@@ -58,6 +67,19 @@ def labelled_subset(n_images: int, fraction: float, seed: int) -> list[int]:
     k = max(1, round(fraction * n_images))
     perm = torch.randperm(n_images, generator=torch.Generator().manual_seed(seed)).tolist()
     return sorted(perm[:k])
+
+
+def validation_subset(labelled: list[int], cfg, seed: int) -> tuple[list[int], list[int]]:
+    """Split labelled indices into ``(train, validation)``: :func:`rcl.training.validation.validation_split`
+    images (none without ``cfg.val_every``) drawn by a permutation seeded by ``seed + 1``."""
+    from .validation import validation_split
+
+    n_val = validation_split(len(labelled), cfg.val_fraction, cfg.val_min_labels) if cfg.val_every else 0
+    if not n_val:
+        return list(labelled), []
+    perm = torch.randperm(len(labelled), generator=torch.Generator().manual_seed(seed + 1)).tolist()
+    val = sorted(labelled[j] for j in perm[:n_val])
+    return [i for i in labelled if i not in set(val)], val
 
 
 def _method_and_config(method: str | type[Method], cfg) -> tuple[type[Method], object]:
@@ -139,9 +161,15 @@ def _fit_supervised(task: Task, cls: type[Method], clean: ImageSet, cfg, body: M
                     init: nn.Module | None, noise: NoiseModel | None, noisy: ImageSet | None,
                     log_path, progress: bool, desc: str | None, engine: Engine) -> FitResult:
     task.check_training(clean, body, cfg, noise=noise, inputs=noisy)
-    idx = labelled_subset(len(clean), cfg.label_fraction, cfg.seed)
+    idx, val_idx = validation_subset(labelled_subset(len(clean), cfg.label_fraction, cfg.seed), cfg, cfg.seed)
     labelled = clean.subset(idx)
     inputs = noisy.subset(idx) if noisy is not None else None
+    validation = None
+    if val_idx:
+        from .validation import Validation
+
+        validation = Validation(task, clean.subset(val_idx), noise, cfg.val_every, cfg.seed,
+                                noisy.subset(val_idx) if noisy is not None else None)
     if inputs is None and not cfg.resample_noise:
         inputs, labelled, _ = task.degrade(labelled, noise, cfg.seed)
     seed_everything(cfg.seed)
@@ -150,8 +178,14 @@ def _fit_supervised(task: Task, cls: type[Method], clean: ImageSet, cfg, body: M
     runner = cls(labelled, cfg, task=task, model=model, noise=noise, inputs=inputs)
     history = train(model, runner, cfg.steps, cfg.lr, cfg.seed, log_path, progress,
                     desc=desc or f"finetune ({task.name})", extra_params=runner.extra_parameters(),
-                    engine=engine, fingerprint=_run_id(engine, task, cls, cfg, body, clean, noise, noisy, init))
-    return FitResult(restore(model), history, list(labelled.names))
+                    engine=engine, fingerprint=_run_id(engine, task, cls, cfg, body, clean, noise, noisy, init),
+                    validation=validation)
+    result = FitResult(restore(model), history, list(labelled.names))
+    if validation is not None:
+        scored = [r for r in history if r.get("val_psnr") == r.get("val_psnr") and "val_psnr" in r]
+        top = max(scored, key=lambda r: r["val_psnr"])  # max keeps the earliest of equal scores
+        result.validation, result.best_step, result.best_psnr = validation.names, top["step"], top["val_psnr"]
+    return result
 
 
 def _prepare(model: nn.Module, engine: Engine):

@@ -6,8 +6,9 @@ RNG states (CPU and CUDA) and the run's fingerprint. The data draws need no stat
 batch comes from (seed, t) alone (:mod:`rcl.data.draws`). Written atomically by rank 0.
 
 Format (``format: rcl-training-state``, ``version: 1``) — tensors: ``model/<name>``,
-``extra/<i>``, ``optim/<param index>/<key>``, ``rng/cpu``, ``rng/cuda/<i>``; metadata (JSON in the
-safetensors header): step, fingerprint, scheduler, optimiser groups, scaler, history.
+``extra/<i>``, ``optim/<param index>/<key>``, ``best/<name>`` (the best validation's weights, when
+validating), ``rng/cpu``, ``rng/cuda/<i>``; metadata (JSON in the safetensors header): step,
+fingerprint, scheduler, optimiser groups, scaler, history, best (step and score, or null).
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ class StateError(ValueError):
 
 
 def save_state(path: Path, step: int, model: nn.Module, extra: list[nn.Parameter], opt: torch.optim.Optimizer,
-               sched, scaler, fingerprint: str, history: list[dict]) -> None:
-    """Write the state after ``step`` to ``path`` atomically (rank 0 only; other ranks return)."""
+               sched, scaler, fingerprint: str, history: list[dict], best: dict | None = None) -> None:
+    """Write the state after ``step`` to ``path`` atomically (rank 0 only; other ranks return).
+
+    ``best``: the best validation so far (``{"step", "score", "state"}``; its weights are saved as
+    ``best/<name>``), or None."""
     if not is_main():
         return
     from ..data.io import atomic_write_bytes
@@ -48,6 +52,9 @@ def save_state(path: Path, step: int, model: nn.Module, extra: list[nn.Parameter
         for key, val in st.items():
             t = val if isinstance(val, torch.Tensor) else torch.tensor(val)
             tensors[f"optim/{pi}/{key}"] = t.detach().cpu().contiguous()
+    if best is not None:
+        for k, v in best["state"].items():
+            tensors[f"best/{k}"] = v.detach().cpu().contiguous()
     tensors["rng/cpu"] = torch.get_rng_state()
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
@@ -57,6 +64,7 @@ def save_state(path: Path, step: int, model: nn.Module, extra: list[nn.Parameter
         "format": FORMAT, "version": VERSION, "step": step, "fingerprint": fingerprint,
         "scheduler": sched_sd, "optim_groups": sd["param_groups"], "scaler": scaler.state_dict(),
         "history": history,
+        "best": {"step": best["step"], "score": best["score"]} if best is not None else None,
     }
     header = {"rcl": json.dumps(meta, separators=(",", ":"), allow_nan=True)}
 
@@ -106,8 +114,9 @@ def _match_layouts(opt: torch.optim.Optimizer) -> None:
 
 
 def load_state(path, model: nn.Module, extra: list[nn.Parameter], opt, sched, scaler, fingerprint: str,
-               steps: int) -> tuple[int, list[dict]]:
-    """Restore a state into a freshly built run; returns ``(step, history)``.
+               steps: int) -> tuple[int, list[dict], dict | None]:
+    """Restore a state into a freshly built run; returns ``(step, history, best)`` (``best``: the
+    best validation so far, ``{"step", "score", "state"}``, or None).
 
     Raises:
         StateError: unreadable, another run (fingerprint), or a step beyond ``steps``.
@@ -140,4 +149,10 @@ def load_state(path, model: nn.Module, extra: list[nn.Parameter], opt, sched, sc
     cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng/cuda/")]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
-    return step, list(meta.get("history", []))
+    best = None
+    if isinstance(meta.get("best"), dict):
+        state_best = {k[len("best/"):]: v for k, v in tensors.items() if k.startswith("best/")}
+        if set(state_best) != set(model.state_dict()):
+            raise StateError(f"{path}: its best-validation weights do not fit this network")
+        best = {"step": meta["best"]["step"], "score": meta["best"]["score"], "state": state_best}
+    return step, list(meta.get("history", [])), best

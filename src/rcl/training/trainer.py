@@ -145,7 +145,7 @@ def _floats(rows: list[dict], summed: tuple[str, ...]) -> list[dict]:
 def train(model: nn.Module, method, steps: int, lr: float, seed: int = 0,
           log_path: str | os.PathLike | None = None, progress: bool = True, desc: str | None = None,
           extra_params: list[nn.Parameter] | None = None, grad_clip: float = 1.0,
-          engine: Engine | None = None, fingerprint: str = "") -> list[dict]:
+          engine: Engine | None = None, fingerprint: str = "", validation=None) -> list[dict]:
     """Optimise ``model`` (already on ``engine.device``) for ``steps`` steps of the method's loss.
 
     Adam with a cosine decay of the learning rate to 1 % of ``lr``; the gradient norm is clipped
@@ -160,10 +160,14 @@ def train(model: nn.Module, method, steps: int, lr: float, seed: int = 0,
         engine: device, precision, states, signals (:class:`rcl.training.engine.Engine`).
         fingerprint: identifies the run in its training states; resuming a state of another run is
             refused.
+        validation: a :class:`rcl.training.validation.Validation`, or None. It scores the network
+            every ``validation.every`` steps and after the last step (``val_psnr`` in the history,
+            nan on the other steps); the weights of the best score (the earliest on a tie) are
+            loaded into ``model`` at the end. Training states keep the best weights so far.
 
     Returns:
-        One dict per step (step, lr and the method's logs as floats), including the steps before a
-        resume.
+        One dict per step (step, lr, the method's logs as floats and, with ``validation``,
+        ``val_psnr``), including the steps before a resume.
 
     Raises:
         FloatingPointError: the loss became NaN or infinite (the step is named).
@@ -186,8 +190,10 @@ def train(model: nn.Module, method, steps: int, lr: float, seed: int = 0,
     fmodel = torch.compile(model) if engine.compile else model
     history: list[dict] = []
     start = 0
+    best: dict | None = None  # {"step", "score", "state"}: the best validation so far
     if engine.resume is not None:
-        start, history = load_state(engine.resume, model, extra_params or [], opt, sched, scaler, fingerprint, steps)
+        start, history, best = load_state(engine.resume, model, extra_params or [], opt, sched, scaler,
+                                          fingerprint, steps)
     model.train()
     main = is_main()
     if engine.announce and main:
@@ -247,6 +253,12 @@ def train(model: nn.Module, method, steps: int, lr: float, seed: int = 0,
                 scaler.update()
                 pending.append({"step": step, "lr": sched.get_last_lr()[0], **logs})
                 sched.step()
+                if validation is not None:
+                    score = validation(model) if validation.due(step, steps) else math.nan
+                    pending[-1]["val_psnr"] = score
+                    if score == score and (best is None or score > best["score"]):
+                        best = {"step": step, "score": score,
+                                "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
                 signum = _agreed_signal(stop.signum)
                 stopping = signum is not None
                 if step % flush_every == 0 or step == steps or stopping or \
@@ -270,10 +282,15 @@ def train(model: nn.Module, method, steps: int, lr: float, seed: int = 0,
                         _log_lines(rows, log_every, steps, label, t0, s0)
                 if engine.save_every and (step % engine.save_every == 0 or stopping) and step < steps:
                     save_state(engine.state_path, step, model, extra_params or [], opt, sched, scaler,
-                               fingerprint, history)
+                               fingerprint, history, best)
                 if stopping:
                     raise TrainingStopped(step, signum, engine.state_path if engine.save_every else None)
             bar.close()
+        if best is not None:
+            model.load_state_dict(best["state"])
+            if main and engine.announce:
+                print(f"{label}: best validation PSNR {best['score']:.2f} dB at step {best['step']}/{steps} "
+                      f"(weights of that step kept)", file=sys.stderr, flush=True)
         if fh is not None:
             fh.close()
             os.replace(part, log_path)
