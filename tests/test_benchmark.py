@@ -203,6 +203,8 @@ def test_smoke_end_to_end_and_resume(data_root, tmp_path, monkeypatch):
     cells = [c for c in Plan(cfg, out / "cache").model_cells if c.evals and c.evals[0].row[1] == "scratch-matched"]
     assert len(cells) == 4 and all(c.init is None and c.training.steps == 6 for c in cells)
     assert "Wall time per training cell" in md and "pre-training rcl" in md
+    # validation at 100 % (4 labels, val_min_labels 4 in the preset: 1 held out): the learning curve
+    assert "Learning curve of full supervision (100 % labels)" in md and "none (scratch), seed 0" in md
     assert {r["method"] for r in res["rows"] if r["kind"] == "direct"} == {"rcl", "n2v"}
 
     # a rerun from the saved config.yaml recomputes nothing
@@ -315,3 +317,12 @@ def test_file_ids_change_with_content_of_same_size(tmp_path):
     f.write_bytes(b"\x01" * 64)
     after = file_ids([f])
     assert before[0][:2] == after[0][:2] and before != after
+
+
+def test_plateau_gain_is_the_gain_over_the_last_quarter():
+    from rcl.benchmark.report import plateau_gain
+
+    curve = [[250, 27.0], [1250, 27.9], [1500, 28.0], [1750, 28.03], [2000, 28.04]]
+    assert plateau_gain(curve, 2000) == pytest.approx(0.04)
+    assert plateau_gain([[1000, 27.0], [2000, 28.0]], 2000) is None  # one point in the last quarter
+    assert plateau_gain([[1600, 28.2], [2000, 28.1]], 2000) == pytest.approx(-0.1)

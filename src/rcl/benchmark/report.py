@@ -147,6 +147,52 @@ def row_label(cfg, m: str) -> str:
     return f"scratch, compute-matched ({matched_steps(cfg)} steps)" if m == MATCHED else method_label(m)
 
 
+def plateau_gain(curve: list[list[float]], steps: int) -> float | None:
+    """Validation PSNR gained over the last quarter of a run: the last score minus the first one
+    at or after 75 % of ``steps`` (dB); None without two such points."""
+    late = [(s, v) for s, v in curve if s >= 0.75 * steps]
+    return late[-1][1] - late[0][1] if len(late) >= 2 else None
+
+
+PLATEAU_DB = 0.05  # "plateaued": less than this gained over the last quarter of the budget
+
+
+def _learning_curve_section(runner: "Runner", md: list[str]) -> None:
+    """Validation PSNR against steps of scratch at the largest label fraction (and of the
+    compute-matched scratch row): has full supervision plateaued within the budget?"""
+    from ..checkpoint import CheckpointError, read_metadata
+    from ..reporting import markdown_table
+    from .validation import role_method
+
+    cfg = runner.cfg
+    fmax = max(cfg.label_fractions)
+    rows, verdicts = [], []
+    for m in (role_method("scratch"), MATCHED):
+        for c in runner.plan.model_cells:
+            if c.kind != "finetune" or not c.evals or c.evals[0].row[:3] != ("ft", m, fmax):
+                continue
+            try:
+                curve = read_metadata(c.path).get("val_curve") or []
+            except CheckpointError:
+                curve = []
+            if not curve:
+                continue
+            gain = plateau_gain(curve, c.training.steps)
+            if gain is not None:
+                verdicts.append(gain < PLATEAU_DB)
+            rows.append({"row": f"{row_label(cfg, m)}, seed {c.training.seed}",
+                         "curve": ", ".join(f"{int(s)}: {v:.2f}" for s, v in curve),
+                         "gain": f"{gain:+.3f}" if gain is not None else "—"})
+    if not rows:
+        return
+    verdict = ("plateaued" if all(verdicts) else "not plateaued") if verdicts else "not measured"
+    md.append(f"\nLearning curve of full supervision ({fmax * 100:g} % labels): validation PSNR (dB, on the labels "
+              f"held out of training) against the step; the budget counts as plateaued when less than {PLATEAU_DB} dB "
+              f"is gained over its last quarter — **{verdict}**:\n\n"
+              + markdown_table(rows, [("row", "row", ""), ("curve", "step: validation PSNR", ""),
+                                      ("gain", "gain over the last quarter (dB)", "")]))
+
+
 def _time_section(runner: "Runner", md: list[str]) -> None:
     """Wall time of each training cell (from its checkpoint's ``seconds``): pre-training per method,
     fine-tuning per row and fraction (mean over seeds), on this machine (see the header)."""
@@ -241,6 +287,7 @@ def _denoise_sections(runner: "Runner", md: list[str], rows_json: list[dict],
                   f"plus fine-tuning ({matched_steps(cfg)}), so that a pre-trained row is also compared at equal "
                   "optimiser steps.\n")
     _time_section(runner, md)
+    _learning_curve_section(runner, md)
     md.append("\n'0 labels' = the pre-trained network used directly (rcl, n2v, ne2ne: plain forward pass; n2s: "
               "Noise2Self's J-invariant inference, `n2s_predict`); simclr and none are not denoisers without "
               "labels. 'x % (k img)' = fine-tuned on k labelled training images. Figure: `psnr_vs_fraction.png`; "
