@@ -326,3 +326,23 @@ def test_plateau_gain_is_the_gain_over_the_last_quarter():
     assert plateau_gain(curve, 2000) == pytest.approx(0.04)
     assert plateau_gain([[1000, 27.0], [2000, 28.0]], 2000) is None  # one point in the last quarter
     assert plateau_gain([[1600, 28.2], [2000, 28.1]], 2000) == pytest.approx(-0.1)
+
+
+@pytest.mark.parametrize("name, n_finetune, matched_steps", [
+    ("converged", 6 * 3 * 2 + 3 * 2, 4000), ("converged-colour", 6 * 3 * 2 + 3 * 2, 4000),
+    ("paper", 6 * 4 * 2 + 4 * 2, 10000),
+])
+def test_converged_and_paper_plans(data_root, tmp_path, name, n_finetune, matched_steps):
+    """The plan of the converged presets and of the GPU-sized `paper` preset (checked on CPU without
+    training): every method pre-trained for the same steps, methods × fractions × seeds fine-tuned with
+    validation, the compute-matched scratch row at pre-training + fine-tuning steps, BM3D rows."""
+    cfg = load_config(name, data_root)
+    plan = Plan(cfg, tmp_path / "cache")
+    pre = [c for c in plan.model_cells if c.kind == "pretrain"]
+    ft = [c for c in plan.model_cells if c.kind == "finetune"]
+    assert {c.method for c in pre} == {"rcl", "simclr", "n2v", "n2s", "ne2ne"}
+    assert len({c.training["steps"] for c in pre}) == 1
+    assert len(ft) == n_finetune and all(c.training.val_every > 0 for c in ft)
+    matched = [c for c in ft if c.evals[0].row[1] == "scratch-matched"]
+    assert matched and all(c.init is None and c.training.steps == matched_steps for c in matched)
+    assert plan.bm3d_cells

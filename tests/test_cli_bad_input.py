@@ -353,7 +353,7 @@ def test_every_path_parameter_refuses_the_empty_string():
     from pathlib import Path as P
 
     from rcl.cli import app
-    from rcl.cli.common import nonempty_path
+    from rcl.cli.common import checkpoint_path, nonempty_path
 
     checked = 0
     for info in app.registered_commands:
@@ -363,9 +363,20 @@ def test_every_path_parameter_refuses_the_empty_string():
                 continue
             base, *extras = typing.get_args(hint)
             if P in {base, *typing.get_args(base), *(a for b in typing.get_args(base) for a in typing.get_args(b))}:
-                assert any(getattr(e, "parser", None) is nonempty_path for e in extras), (info.name, name)
+                # checkpoint_path: nonempty_path, or a shipped network's name (pretrained:gray)
+                assert any(getattr(e, "parser", None) in (nonempty_path, checkpoint_path) for e in extras), \
+                    (info.name, name)
                 checked += 1
     assert checked >= 18
+
+
+def test_checkpoint_options_refuse_the_empty_string_too():
+    import typer
+
+    from rcl.cli.common import checkpoint_path
+
+    with pytest.raises(typer.BadParameter, match="empty path"):
+        checkpoint_path("")
 
 
 def test_empty_suffix_still_means_no_suffix(corpus, tmp_path):

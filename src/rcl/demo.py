@@ -6,7 +6,9 @@
    is the user's unlabelled noisy collection.
 3. RCL pre-training on those noisy photos only.
 4. Fine-tuning with ONE labelled photo (its clean version; fresh synthetic noise per crop), once
-   from the RCL weights and once from scratch, with the same steps and seed.
+   from the RCL weights, once from scratch, and once from the RCL network shipped with rcl
+   (``pretrained:gray``, pre-trained on Train400; when this installation has it), with the same
+   steps and seed.
 5. Evaluation on the held-out photos (protocol of :mod:`rcl.evaluation.protocol`, seed 0),
    beside BM3D given each photo's true σ (:func:`rcl.evaluation.bm3d_reference`, the classical
    reference: does the learned network beat it?).
@@ -39,10 +41,12 @@ TRAIN_PHOTOS = ("chelsea", "coffee", "rocket", "motorcycle_left", "brick", "gras
                 "page", "immunohistochemistry", "hubble_deep_field")
 TEST_PHOTOS = ("camera", "astronaut", "clock")
 
-QUICK = dict(pretrain_steps=40, finetune_steps=20, crop=32, batch_images=8, batch_size=8, test_size=192,
-             n_train=8)
-FULL = dict(pretrain_steps=1000, finetune_steps=300, crop=48, batch_images=12, batch_size=16, test_size=None,
-            n_train=None)
+QUICK = dict(pretrain_steps=40, finetune_steps=20, crop=32, ft_crop=32, batch_images=8, batch_size=8, lr=1e-3,
+             test_size=192, n_train=8)
+# the CLI's defaults (chosen by validation PSNR per CPU-minute, docs/benchmarks.md "Schedule sweep")
+FULL = dict(pretrain_steps=2000, finetune_steps=2000, crop=48, ft_crop=64, batch_images=12, batch_size=8, lr=1e-3,
+            test_size=None, n_train=None)
+SHIPPED_ROW = "shipped RCL (pretrained:gray) + 1 label"
 
 
 def _photo(name: str):
@@ -69,6 +73,19 @@ def load_photos(names, size: int | None = None) -> ImageSet:
             img = img[:, t:t + size, left:left + size]
         images.append(img.contiguous())
     return ImageSet(images, list(names))
+
+
+def _shipped_gray(mcfg: ModelConfig):
+    """The shipped grayscale RCL network (:mod:`rcl.pretrained`) if this installation has it and it
+    is the demo's architecture, else None."""
+    from .checkpoint import load_checkpoint
+    from .pretrained import pretrained_path
+
+    try:
+        model, meta = load_checkpoint(pretrained_path("pretrained:gray"))
+    except ValueError:
+        return None
+    return model if ModelConfig(**meta["model"]) == mcfg else None
 
 
 def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progress: bool = True,
@@ -123,8 +140,8 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
         save_checkpoint(work / "rcl_pretrained.safetensors", rcl_model, mcfg, stage="pretrain", method="rcl",
                         noise="gaussian:5-50", training=pcfg.model_dump())
 
-        fcfg = FinetuneConfig(steps=p["finetune_steps"], batch_size=p["batch_size"], crop_size=p["crop"],
-                              label_fraction=fraction_for_label_count(1, len(train_clean)), seed=seed)
+        fcfg = FinetuneConfig(steps=p["finetune_steps"], batch_size=p["batch_size"], crop_size=p["ft_crop"],
+                              lr=p["lr"], label_fraction=fraction_for_label_count(1, len(train_clean)), seed=seed)
         print(f"[2/4] fine-tuning with 1 labelled photo from the RCL weights, {fcfg.steps} steps", flush=True)
         res = fit(task, supervised, train_clean, fcfg, mcfg, init=rcl_model, noise=noise,
                   log_path=work / "finetune_rcl_log.csv", progress=progress, desc="finetune (RCL init)", engine=engine)
@@ -133,6 +150,15 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
         res = fit(task, supervised, train_clean, fcfg, mcfg, init=None, noise=noise,
                   log_path=work / "finetune_scratch_log.csv", progress=progress, desc="finetune (scratch)", engine=engine)
         scratch, h_scratch = res.model, res.history
+        shipped = _shipped_gray(mcfg)
+        h_shipped = None
+        if shipped is not None:
+            print(f"[3b/4] fine-tuning with the same photo from the shipped RCL network (pretrained:gray), "
+                  f"{fcfg.steps} steps", flush=True)
+            res = fit(task, supervised, train_clean, fcfg, mcfg, init=shipped, noise=noise,
+                      log_path=work / "finetune_shipped_log.csv", progress=progress, desc="finetune (shipped init)",
+                      engine=engine)
+            shipped_tuned, h_shipped = res.model, res.history
         save_checkpoint(work / "rcl_1label.safetensors", tuned, mcfg, stage="finetune", init_stage="pretrain",
                         noise="gaussian:5-50", training=fcfg.model_dump(), labelled_images=labelled)
         save_checkpoint(work / "scratch_1label.safetensors", scratch, mcfg, stage="finetune", init_stage=None,
@@ -142,8 +168,10 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
         noisy_test, sigma_test = make_noisy_test_set(test_clean, noise, seed=0)
         methods = {"RCL only (0 labels)": rcl_method.predictor(rcl_model, pcfg),
                    "scratch + 1 label": supervised.predictor(scratch, fcfg),
-                   "RCL + 1 label": supervised.predictor(tuned, fcfg),
-                   BM3D_ROW: bm3d_reference(task, noise)}
+                   "RCL + 1 label": supervised.predictor(tuned, fcfg)}
+        if shipped is not None:
+            methods[SHIPPED_ROW] = supervised.predictor(shipped_tuned, fcfg)
+        methods[BM3D_ROW] = bm3d_reference(task, noise)
         results, outputs = evaluate(methods, test_clean, noise, noisy=noisy_test, sigmas=sigma_test,
                                     keep_outputs=True, task=task)
         first = next(iter(results.values()))
@@ -157,9 +185,10 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
             row.update({k: r.scores[i].psnr for k, r in results.items()})
             per_image.append(row)
 
-        gain_vs_scratch = rows[3]["psnr"] - rows[2]["psnr"]
-        gain_vs_noisy = rows[1]["psnr"] - rows[0]["psnr"]
-        gain_vs_bm3d = rows[3]["psnr"] - rows[4]["psnr"]
+        psnr = {r["method"]: r["psnr"] for r in rows}
+        gain_vs_scratch = psnr["RCL + 1 label"] - psnr["scratch + 1 label"]
+        gain_vs_noisy = psnr["RCL only (0 labels)"] - psnr["noisy input"]
+        gain_vs_bm3d = psnr["RCL + 1 label"] - psnr[BM3D_ROW]
         elapsed = time.time() - t_start
         summary = {
             "rcl_version": __version__, "quick": quick, "seed": seed, "seconds": elapsed,
@@ -192,8 +221,10 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
               f"{elapsed:.0f} s on {describe_device(engine.device)}, precision {engine.precision}.\n"]
         (work / "results.md").write_text("".join(md))
         (work / "results.json").write_text(json.dumps(summary, indent=2))
-        plot_loss_curves({"RCL pre-training": h_pre, "fine-tune from RCL": h_tuned, "fine-tune from scratch": h_scratch},
-                         work / "loss_curves.png", keys=("loss", "contrastive", "consistency"))
+        curves = {"RCL pre-training": h_pre, "fine-tune from RCL": h_tuned, "fine-tune from scratch": h_scratch}
+        if h_shipped is not None:
+            curves["fine-tune from shipped RCL"] = h_shipped
+        plot_loss_curves(curves, work / "loss_curves.png", keys=("loss", "contrastive", "consistency"))
         panels = [("noisy", noisy_test.images)] + [(k, v) for k, v in outputs.items()] + [("clean", test_clean.images)]
         titles = [f"{n} σ={float(s) * 255:.0f}" for n, s in zip(test_clean.names, sigma_test)]
         plot_restorations(panels, titles, work / "restorations.png")

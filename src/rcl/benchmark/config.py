@@ -21,7 +21,8 @@ from .sections import (AblationConfig, BM3DConfig, DataConfig, PretrainSection, 
 from .validation import (METHODS, BenchmarkConfigError, FractionList, MethodList, SeedList, build, check_name,
                          check_noise, checked, deep_merge, format_errors, no_cell_fields)
 
-PRESETS = ("smoke", "default", "colour", "smoke-tasks", "sr-gray", "sr-colour", "jdd", "converged")
+PRESETS = ("smoke", "default", "colour", "smoke-tasks", "sr-gray", "sr-colour", "jdd", "converged",
+           "converged-colour", "paper")
 
 
 def _top_level_finetune(v: FinetuneConfig) -> FinetuneConfig:

@@ -10,7 +10,7 @@ import typer
 
 from .common import (Arch, CheckpointOutOpt, CompileOpt, DeviceOpt, LogEveryOpt, LogOpt, LrOpt, OverwriteOpt, Precision,
                      PrecisionOpt, ProgressOpt, ResumeOpt, SaveEveryOpt, SeedOpt, StepsOpt, ThreadsOpt, UsageError,
-                     check_output_file, engine_metadata, errors_to_exit, finish_state,
+                     check_output_file, checkpoint_path, engine_metadata, errors_to_exit, finish_state,
                      load_training_images, make_engine, path_argument, path_option, set_threads)
 from .task_options import (DEFAULT_TASK, PatternOpt, ScaleOpt, TaskName, TrainNoiseOpt, make_task,
                            task_check, task_help)
@@ -25,8 +25,10 @@ def _from_scratch(what: str):
 def finetune(
     data: Annotated[Path, path_argument(help="Folder of clean training images (the labels).")],
     out: CheckpointOutOpt,
-    init: Annotated[Optional[Path], path_option(help="Checkpoint to start from (e.g. from `rcl pretrain`); "
-                                                    "omit to train from scratch.")] = None,
+    init: Annotated[Optional[Path], typer.Option(
+        parser=checkpoint_path, help="Checkpoint to start from (e.g. from `rcl pretrain`), or a network shipped "
+                                     "with rcl: pretrained:gray, pretrained:colour (RCL pre-trained; see "
+                                     "docs/pretrained.md); omit to train from scratch.")] = None,
     noisy: Annotated[Optional[Path], path_option(help="Folder of real noisy images matching DATA by file "
                                                       "name; omit to synthesise noise with --noise.")] = None,
     noise: TrainNoiseOpt = None,
@@ -44,17 +46,17 @@ def finetune(
     arch: Annotated[Arch, _from_scratch("Architecture")] = Arch.unet,
     width: Annotated[int, _from_scratch("Width")] = 16,
     depth: Annotated[int, _from_scratch("Depth")] = 3,
-    steps: StepsOpt = 300,
-    batch_size: Annotated[int, typer.Option(help="Crops per step.")] = 16,
-    crop_size: Annotated[int, typer.Option(help="Crop side in pixels (of the clean/high-res image).")] = 48,
-    lr: LrOpt = 5e-4,
+    steps: StepsOpt = 2000,
+    batch_size: Annotated[int, typer.Option(help="Crops per step.")] = 8,
+    crop_size: Annotated[int, typer.Option(help="Crop side in pixels (of the clean/high-res image).")] = 64,
+    lr: LrOpt = 1e-3,
     loss: Annotated[str, typer.Option(help="l2 or l1.")] = "l2",
     seed: SeedOpt = 0,
     val_every: Annotated[int, typer.Option(
         "--val-every", metavar="N", min=0,
         help="Validate every N steps on 10 %% of the labelled images, held out of training (only when at "
              "least 10 are labelled), and keep the weights of the best validation PSNR; 0: off, the last "
-             "step's weights.")] = 0,
+             "step's weights.")] = 250,
     log: LogOpt = None,
     progress: ProgressOpt = True,
     log_every: LogEveryOpt = 0,

@@ -41,7 +41,7 @@ def pretrain(
     arch: Annotated[Arch, typer.Option(help="Network architecture.")] = Arch.unet,
     width: Annotated[int, typer.Option(help="Network width (channels of the first stage).")] = 16,
     depth: Annotated[int, typer.Option(help="U-Net down-sampling stages / DnCNN layers.")] = 3,
-    steps: StepsOpt = 800,
+    steps: StepsOpt = 2000,
     batch_images: Annotated[int, typer.Option(help="Images per batch (2 crops each).")] = 16,
     crop_size: Annotated[int, typer.Option(help="Crop side in pixels.")] = 48,
     lr: LrOpt = 1e-3,
