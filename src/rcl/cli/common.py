@@ -86,6 +86,19 @@ def nonempty_path(value: str) -> Path:
     return Path(value)
 
 
+def checkpoint_path(value: str) -> Path:
+    """The parser of options that take a checkpoint: a path, or ``pretrained:NAME`` for a network
+    shipped with rcl (:mod:`rcl.pretrained`), resolved to its file."""
+    from ..pretrained import is_pretrained, pretrained_path
+
+    if is_pretrained(value):
+        try:
+            return pretrained_path(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return nonempty_path(value)
+
+
 def path_argument(help: str, **kw):
     """A path argument (empty refused, :func:`nonempty_path`)."""
     return typer.Argument(help=help, parser=nonempty_path, **kw)
