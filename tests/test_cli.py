@@ -218,3 +218,16 @@ def test_non_finite_options_rejected(tmp_path):
     res = runner.invoke(app, ["pretrain", str(data), "-o", str(tmp_path / "x.safetensors"), "--temperature", "inf",
                               "--steps", "1", "--crop-size", "16", "--no-progress"])
     assert res.exit_code == 2 and "--temperature" in res.output
+
+
+def test_cli_training_defaults_are_the_configs_defaults():
+    """`rcl finetune` / `rcl pretrain` write their defaults out (so `rcl --help` does not import torch);
+    they must be FinetuneConfig's and RCLConfig's, the one definition."""
+    from rcl.cli.finetune import _DEFAULT
+    from rcl.cli.pretrain import _RCL_DEFAULT_STEPS
+    from rcl.methods import RCLConfig
+    from rcl.methods.supervised import FinetuneConfig
+
+    fields = FinetuneConfig.model_fields
+    assert _DEFAULT == {k: fields[k].default for k in _DEFAULT}
+    assert _RCL_DEFAULT_STEPS == RCLConfig.model_fields["steps"].default

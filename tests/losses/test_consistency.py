@@ -50,7 +50,8 @@ def test_variants_finite_loss_and_residual_shape(variant):
     crops = torch.rand(4, 1, 12, 12, generator=_gen(4))
     loss, residual = consistency_forward(variant, model, crops, _gen(5), mask_ratio=0.1)
     assert loss.ndim == 0 and torch.isfinite(loss)
-    assert residual.shape == crops.shape and torch.isfinite(residual).all()
+    side = 6 if variant == "neighbor" else 12  # neighbor: the residual of a 2×2-sub-sampled image
+    assert residual.shape == (4, 1, side, side) and torch.isfinite(residual).all()
     if variant == "none":
         assert loss.item() == 0
     else:
@@ -121,7 +122,7 @@ def test_blindspot_identity_model_loss_is_masked_error():
 # ---------------------------------------------------------------- RCL loss
 
 
-@pytest.mark.parametrize("consistency", ["blindspot", "fidelity", "recorruption", "none"])
+@pytest.mark.parametrize("consistency", ["blindspot", "fidelity", "recorruption", "neighbor", "none"])
 def test_rcl_loss_combines_terms(consistency):
     model = _model()
     crops = torch.rand(4, 1, 10, 10, generator=_gen(12))

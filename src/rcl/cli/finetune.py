@@ -16,6 +16,11 @@ from .task_options import (DEFAULT_TASK, PatternOpt, ScaleOpt, TaskName, TrainNo
                            task_check, task_help)
 
 
+# FinetuneConfig's defaults (the one definition; written out so that `rcl --help` does not import
+# torch; tests/test_cli.py checks that they agree)
+_DEFAULT = {"steps": 2000, "batch_size": 8, "crop_size": 64, "lr": 1e-3, "val_every": 250}
+
+
 def _from_scratch(what: str):
     """An option of the new network, ignored with --init (the checkpoint's network is used)."""
     return typer.Option(help=f"{what} when training from scratch.")
@@ -46,17 +51,17 @@ def finetune(
     arch: Annotated[Arch, _from_scratch("Architecture")] = Arch.unet,
     width: Annotated[int, _from_scratch("Width")] = 16,
     depth: Annotated[int, _from_scratch("Depth")] = 3,
-    steps: StepsOpt = 2000,
-    batch_size: Annotated[int, typer.Option(help="Crops per step.")] = 8,
-    crop_size: Annotated[int, typer.Option(help="Crop side in pixels (of the clean/high-res image).")] = 64,
-    lr: LrOpt = 1e-3,
+    steps: StepsOpt = _DEFAULT["steps"],
+    batch_size: Annotated[int, typer.Option(help="Crops per step.")] = _DEFAULT["batch_size"],
+    crop_size: Annotated[int, typer.Option(help="Crop side in pixels (of the clean/high-res image).")] = _DEFAULT["crop_size"],
+    lr: LrOpt = _DEFAULT["lr"],
     loss: Annotated[str, typer.Option(help="l2 or l1.")] = "l2",
     seed: SeedOpt = 0,
     val_every: Annotated[int, typer.Option(
         "--val-every", metavar="N", min=0,
         help="Validate every N steps on 10 %% of the labelled images, held out of training (only when at "
              "least 10 are labelled), and keep the weights of the best validation PSNR; 0: off, the last "
-             "step's weights.")] = 250,
+             "step's weights.")] = _DEFAULT["val_every"],
     log: LogOpt = None,
     progress: ProgressOpt = True,
     log_every: LogEveryOpt = 0,

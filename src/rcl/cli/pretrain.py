@@ -21,6 +21,7 @@ class Consistency(str, Enum):
     blindspot = "blindspot"
     fidelity = "fidelity"
     recorruption = "recorruption"
+    neighbor = "neighbor"
     none = "none"
 
 
@@ -28,6 +29,9 @@ class Similarity(str, Enum):
     emd = "emd"
     l2 = "l2"
     cosine = "cosine"
+
+
+_RCL_DEFAULT_STEPS = 2000  # RCLConfig.steps (written out: `rcl --help` does not import torch; tests check it)
 
 
 @errors_to_exit
@@ -41,14 +45,21 @@ def pretrain(
     arch: Annotated[Arch, typer.Option(help="Network architecture.")] = Arch.unet,
     width: Annotated[int, typer.Option(help="Network width (channels of the first stage).")] = 16,
     depth: Annotated[int, typer.Option(help="U-Net down-sampling stages / DnCNN layers.")] = 3,
-    steps: StepsOpt = 2000,
+    steps: StepsOpt = _RCL_DEFAULT_STEPS,
     batch_images: Annotated[int, typer.Option(help="Images per batch (2 crops each).")] = 16,
     crop_size: Annotated[int, typer.Option(help="Crop side in pixels.")] = 48,
     lr: LrOpt = 1e-3,
     temperature: Annotated[float, typer.Option(help="NT-Xent temperature τ.")] = 0.1,
     contrastive_weight: Annotated[float, typer.Option(help="Weight of the residual NT-Xent term.")] = 0.01,
-    consistency: Annotated[Consistency, typer.Option(help="Consistency term.")] = Consistency.blindspot,
+    consistency: Annotated[Consistency, typer.Option(
+        help="Consistency term: blindspot (Noise2Void-style masking), neighbor (Neighbor2Neighbor's "
+             "sub-sampled pairs), fidelity, recorruption or none (docs/design.md).")] = Consistency.blindspot,
     consistency_weight: Annotated[float, typer.Option(help="Weight λ of the consistency term.")] = 1.0,
+    contrastive_warmup: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Fraction of the run over which the contrastive weight ramps up from 0 "
+                               "(0: full weight from the start).")] = 0.0,
+    center_residuals: Annotated[bool, typer.Option(
+        help="Remove each residual crop's mean before the EMD (compare distribution shapes, not offsets).")] = False,
     similarity: Annotated[Similarity, typer.Option(help="Residual similarity (emd = RCL).")] = Similarity.emd,
     pd_stride: Annotated[int, typer.Option(
         help="Pixel-shuffle down-sampling stride S of the blind-spot term (1 = none): each crop is split into "
@@ -95,6 +106,7 @@ def pretrain(
     cfg = RCL.Config(steps=steps, batch_images=batch_images, crop_size=crop_size, lr=lr,
                      temperature=temperature, contrastive_weight=contrastive_weight,
                      consistency=consistency.value, consistency_weight=consistency_weight,
+                     contrastive_warmup=contrastive_warmup, center_residuals=center_residuals,
                      similarity=similarity.value, seed=seed, pd_stride=pd_stride,
                      pd_stride_inference=pd_stride_inference)
     images, noise_model = load_training_images(data, noise, channels, crop_size, dataset)

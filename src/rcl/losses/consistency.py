@@ -15,6 +15,10 @@ consistency term must anchor f to the image. Each term maps (model, crops, gener
   mean‖f(sg(x̂) + π(sg(n̂))) − sg(x̂)‖² — f must remove a re-shuffled copy of its own residual,
   which punishes residuals that carry image structure (π destroys structure, not the
   value distribution).
+* ``neighbor``: Neighbor2Neighbor's sub-sampled consistency (Huang et al., CVPR 2021) in place of
+  the blind spot: g1, g2 = two random neighbour sub-images of c,
+  ‖f(g1) − g2‖² + γ·‖f(g1) − g2 − (g1(sg f(c)) − g2(sg f(c)))‖² (:func:`rcl.losses.neighbor2neighbor.ne2ne_loss`,
+  the same draws); the residual is g1 − f(g1), of half the crops' side.
 * ``none``: no consistency (for ablations).
 """
 
@@ -26,7 +30,7 @@ from torch import nn
 from ..distributed import global_mean, masked_mean
 from .masking import pd_blindspot_forward
 
-CONSISTENCY_VARIANTS = ("blindspot", "fidelity", "recorruption", "none")
+CONSISTENCY_VARIANTS = ("blindspot", "fidelity", "recorruption", "neighbor", "none")
 
 
 def permute_pixels(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -41,11 +45,12 @@ def permute_pixels(x: torch.Tensor, generator: torch.Generator | None = None) ->
 
 def consistency_forward(variant: str, model: nn.Module, crops: torch.Tensor,
                         generator: torch.Generator | None = None, mask_ratio: float = 0.03,
-                        pd_stride: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+                        pd_stride: int = 1, gamma: float = 2.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Run f on ``crops`` (N, C, p, p) and return ``(consistency_loss, residual)``.
 
-    The residual (N, C, p, p) is n̂ = c − f(·) of the pass used by the variant. ``pd_stride``
-    (blindspot only; s ≥ 1, p a multiple of s): PD before masking and the network.
+    The residual (N, C, p, p) is n̂ = c − f(·) of the pass used by the variant (``neighbor``:
+    (N, C, p/2, p/2), g1 − f(g1)). ``pd_stride`` (blindspot only; s ≥ 1, p a multiple of s): PD
+    before masking and the network. ``gamma``: γ of the ``neighbor`` regulariser at this step.
 
     Raises:
         ValueError: unknown variant; ``pd_stride`` > 1 with another variant than blindspot; a bad
@@ -58,6 +63,11 @@ def consistency_forward(variant: str, model: nn.Module, crops: torch.Tensor,
         raise ValueError(f"unknown consistency variant {variant!r}; use one of {CONSISTENCY_VARIANTS}")
     if pd_stride != 1:
         raise ValueError(f"pd_stride {pd_stride} applies to the blindspot consistency term only, not {variant!r}")
+    if variant == "neighbor":
+        from .neighbor2neighbor import ne2ne_terms
+
+        loss, g1, out1 = ne2ne_terms(model, crops, gamma, generator)
+        return loss, g1 - out1
     out = model(crops)
     residual = crops - out
     if variant == "fidelity":

@@ -74,6 +74,12 @@ def neighbor_subsample(x: torch.Tensor, generator: torch.Generator | None = None
     return apply_subsample(x, idx1), apply_subsample(x, idx2), idx1, idx2
 
 
+def ne2ne_terms(model: nn.Module, x: torch.Tensor, gamma: float, generator: torch.Generator | None = None):
+    """``(loss, g1, f(g1))`` of :func:`ne2ne_loss` (for callers that also use the sub-image's residual)."""
+    loss, logs, g1, out1 = _ne2ne(model, x, gamma, generator)
+    return loss, g1, out1
+
+
 def ne2ne_loss(model: nn.Module, x: torch.Tensor, gamma: float,
                generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
     """Neighbor2Neighbor loss L_rec + γ·L_reg on a noisy batch.
@@ -86,12 +92,18 @@ def ne2ne_loss(model: nn.Module, x: torch.Tensor, gamma: float,
     Returns:
         ``(loss, logs)``: scalar loss and ``{"loss", "rec", "reg", "gamma"}`` as floats.
     """
+    loss, logs, _, _ = _ne2ne(model, x, gamma, generator)
+    return loss, logs
+
+
+def _ne2ne(model: nn.Module, x: torch.Tensor, gamma: float, generator):
     g1, g2, idx1, idx2 = neighbor_subsample(x, generator)
     with torch.no_grad():
         fx = model(x)
         exp_diff = apply_subsample(fx, idx1) - apply_subsample(fx, idx2)
-    diff = model(g1) - g2
+    out1 = model(g1)
+    diff = out1 - g2
     rec = global_mean((diff ** 2).sum(), diff.numel())
     reg = global_mean(((diff - exp_diff) ** 2).sum(), diff.numel())
     loss = rec + gamma * reg
-    return loss, {"loss": loss.detach(), "rec": rec.detach(), "reg": reg.detach(), "gamma": float(gamma)}
+    return loss, {"loss": loss.detach(), "rec": rec.detach(), "reg": reg.detach(), "gamma": float(gamma)}, g1, out1

@@ -95,6 +95,8 @@ class ResidualNTXent(nn.Module):
             loss rewards inflating the residuals, see docs/design.md).
         gather_distributed: under torch.distributed, use every rank's residuals as negatives (and
             the global batch's std); False keeps each rank's own batch.
+        center: subtract each residual crop's per-channel mean first (the EMD then compares the
+            shapes of the distributions, not their offsets; our option, off by default).
 
     Forward: residuals (2b, C, p, p) of this rank, crop i and i + b from the same image → scalar
     loss (the mean over the global batch's 2B anchors; under torch.distributed this rank's
@@ -102,16 +104,18 @@ class ResidualNTXent(nn.Module):
     """
 
     def __init__(self, temperature: float = 0.1, similarity: str = "emd", normalize: bool = True,
-                 gather_distributed: bool = True):
+                 gather_distributed: bool = True, center: bool = False):
         super().__init__()
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if similarity not in ("emd", "l2", "cosine"):
             raise ValueError(f"similarity must be emd, l2 or cosine, got {similarity!r}")
         self.temperature, self.similarity, self.normalize = temperature, similarity, normalize
-        self.gather_distributed = gather_distributed
+        self.gather_distributed, self.center = gather_distributed, center
 
     def _features(self, residuals: torch.Tensor) -> torch.Tensor:
+        if self.center:
+            residuals = residuals - residuals.mean(dim=(-2, -1), keepdim=True)
         if self.similarity == "emd":
             return residuals.flatten(2).sort(dim=-1).values.flatten(1)  # sorted per channel
         return residuals.flatten(1)

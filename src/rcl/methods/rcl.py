@@ -9,7 +9,7 @@ n̂ = c − f_θ(c) (crops of the same image are positives) plus a consistency t
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field, model_serializer, model_validator
@@ -46,12 +46,16 @@ class PDConfig(StrictConfig):
     pd_stride: int = Field(1, ge=1, le=MAX_PD_STRIDE)
     pd_stride_inference: int = Field(1, ge=1, le=MAX_PD_STRIDE)
 
+    DROP_AT_DEFAULT: ClassVar[dict] = {k: 1 for k in PD_FIELDS}
+    """Fields left out of :meth:`model_dump` at these values (added after the first benchmarks: a
+    config that does not use them dumps, and hashes, as before they existed)."""
+
     @model_serializer(mode="wrap")
     def _drop_default_pd(self, handler):
         d = handler(self)
         if isinstance(d, dict):
-            for k in PD_FIELDS:
-                if d.get(k) == 1:
+            for k, v in self.DROP_AT_DEFAULT.items():
+                if k in d and d[k] == v and type(d[k]) is type(v):
                     d.pop(k)
         return d
 
@@ -99,8 +103,15 @@ class RCLConfig(PDConfig):
         lr: Adam learning rate (cosine-decayed to 1 % over the run).
         temperature: τ of the residual NT-Xent.
         contrastive_weight: weight w_c of the contrastive term.
-        consistency: consistency variant (blindspot, fidelity, recorruption, none).
+        consistency: consistency variant (blindspot, fidelity, recorruption, neighbor, none; see
+            :mod:`rcl.losses.consistency`).
         consistency_weight: λ.
+        neighbor_gamma: final γ of the ``neighbor`` term's regulariser (ramped linearly from 0 over
+            the run, as in Neighbor2Neighbor).
+        contrastive_warmup: fraction of the run over which the contrastive weight ramps linearly
+            from 0 to ``contrastive_weight`` (0: the full weight from the first step).
+        center_residuals: subtract each residual crop's per-channel mean before the similarity, so
+            the EMD compares the shapes of the residual distributions, not their offsets.
         similarity: emd (RCL) or the ablations l2 / cosine.
         normalize: divide residuals by the batch residual std before the similarity.
         mask_ratio: masked pixel fraction for the blind-spot term.
@@ -108,18 +119,31 @@ class RCLConfig(PDConfig):
         pd_stride, pd_stride_inference: see :class:`PDConfig` (PD needs the blindspot consistency).
     """
 
-    steps: int = Field(800, ge=1)
+    steps: int = Field(2000, ge=1)
     batch_images: int = Field(16, ge=2)
     crop_size: int = Field(48, ge=8)
     lr: float = Field(1e-3, gt=0, le=1)
     temperature: float = Field(0.1, gt=0)
     contrastive_weight: float = Field(0.01, ge=0)
-    consistency: Literal["blindspot", "fidelity", "recorruption", "none"] = "blindspot"
+    consistency: Literal["blindspot", "fidelity", "recorruption", "neighbor", "none"] = "blindspot"
     consistency_weight: float = Field(1.0, ge=0)
+    neighbor_gamma: float = Field(2.0, ge=0)
+    contrastive_warmup: float = Field(0.0, ge=0, le=1)
+    center_residuals: bool = False
     similarity: Literal["emd", "l2", "cosine"] = "emd"
     normalize: bool = True
     mask_ratio: float = Field(0.03, gt=0, lt=1)
     seed: Seed = 0
+
+    DROP_AT_DEFAULT: ClassVar[dict] = {**PDConfig.DROP_AT_DEFAULT, "neighbor_gamma": 2.0,
+                                       "contrastive_warmup": 0.0, "center_residuals": False}
+
+    @model_validator(mode="after")
+    def _neighbor_needs_even_crops(self):
+        if self.consistency == "neighbor" and self.crop_size % 2:
+            raise ValueError(f"the neighbor consistency term sub-samples 2×2 cells: crop_size must be even, "
+                             f"got {self.crop_size}")
+        return self
 
     @model_validator(mode="after")
     def _pd_needs_blindspot(self):
@@ -153,7 +177,9 @@ class RCL(PDPredictor, Method):
         check_pd_network(cfg, kw["model"])
         super().__init__(data, cfg, **kw)
         self.criterion = RCLLoss(cfg.temperature, cfg.contrastive_weight, cfg.consistency, cfg.consistency_weight,
-                                 cfg.similarity, cfg.normalize, cfg.mask_ratio, pd_stride=cfg.pd_stride)
+                                 cfg.similarity, cfg.normalize, cfg.mask_ratio, pd_stride=cfg.pd_stride,
+                                 neighbor_gamma=cfg.neighbor_gamma, contrastive_warmup=cfg.contrastive_warmup,
+                                 center=cfg.center_residuals)
 
     def layout(self) -> tuple[int, int]:
         """Two views of ``min(batch_images, len(data))`` images."""
@@ -163,7 +189,9 @@ class RCL(PDPredictor, Method):
         return (contrastive_batch(self.source, self.cfg.batch_images, self.cfg.crop_size, draws)[0],)
 
     def objective(self, model: nn.Module, batch, draws):
-        return self.criterion(model, batch[0], draws)
+        step = getattr(draws, "step", None)
+        return self.criterion(model, batch[0], draws,
+                              progress=min(1.0, step / self.cfg.steps) if step is not None else None)
 
     summed_logs = ("loss", "contrastive", "consistency")
 

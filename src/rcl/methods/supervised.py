@@ -47,6 +47,10 @@ class FinetuneConfig(StrictConfig):
     """Supervised fine-tuning on a label fraction of clean images (a number of labelled images is
     given as its fraction, :func:`fraction_for_label_count`).
 
+    The defaults (2,000 steps of 8 crops of 64², Adam 1e-3, validation every 250 steps) were chosen
+    by validation PSNR per CPU-minute (docs/benchmarks.md, "Schedule sweep"); the `rcl finetune`
+    command takes its defaults from here.
+
     Attributes:
         steps: optimisation steps.
         batch_size: crops per step.
@@ -66,15 +70,15 @@ class FinetuneConfig(StrictConfig):
             validation, the last step's weights are kept, every label trains).
     """
 
-    steps: int = Field(300, ge=1)
-    batch_size: int = Field(16, ge=1)
-    crop_size: int = Field(48, ge=8)
-    lr: float = Field(5e-4, gt=0, le=1)
+    steps: int = Field(2000, ge=1)
+    batch_size: int = Field(8, ge=1)
+    crop_size: int = Field(64, ge=8)
+    lr: float = Field(1e-3, gt=0, le=1)
     loss: Literal["l2", "l1"] = "l2"
     label_fraction: float = Field(1.0, gt=0, le=1)
     resample_noise: bool = True
     seed: Seed = 0
-    val_every: int = Field(0, ge=0)
+    val_every: int = Field(250, ge=0)
     val_fraction: float = Field(0.1, gt=0, lt=1)
     val_min_labels: int = Field(10, ge=2)
 
