@@ -163,6 +163,10 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
                         noise="gaussian:5-50", training=fcfg.model_dump(), labelled_images=labelled)
         save_checkpoint(work / "scratch_1label.safetensors", scratch, mcfg, stage="finetune", init_stage=None,
                         noise="gaussian:5-50", training=fcfg.model_dump(), labelled_images=labelled)
+        if shipped is not None:
+            save_checkpoint(work / "shipped_1label.safetensors", shipped_tuned, mcfg, stage="finetune",
+                            init="pretrained:gray", init_stage="pretrain", noise="gaussian:5-50",
+                            training=fcfg.model_dump(), labelled_images=labelled)
 
         print(f"[4/4] evaluating on {len(test_clean)} held-out photos", flush=True)
         noisy_test, sigma_test = make_noisy_test_set(test_clean, noise, seed=0)

@@ -185,7 +185,10 @@ def _learning_curve_section(runner: "Runner", md: list[str]) -> None:
                          "gain": f"{gain:+.3f}" if gain is not None else "—"})
     if not rows:
         return
-    verdict = ("plateaued" if all(verdicts) else "not plateaued") if verdicts else "not measured"
+    if not verdicts or len(verdicts) < len(rows):
+        verdict = "not measured (a run has fewer than two validations in the last quarter of its steps)"
+    else:
+        verdict = "plateaued" if all(verdicts) else "not plateaued"
     md.append(f"\nLearning curve of full supervision ({fmax * 100:g} % labels): validation PSNR (dB, on the labels "
               f"held out of training) against the step; the budget counts as plateaued when less than {PLATEAU_DB} dB "
               f"is gained over its last quarter — **{verdict}**:\n\n"
@@ -210,8 +213,7 @@ def _time_section(runner: "Runner", md: list[str]) -> None:
     rows = []
     for m, cell in runner.plan.pretrained.items():
         s = secs(cell)
-        rows.append({"row": f"pre-training {m}", "steps": cell.training.get("steps", ""),
-                     "min": f"{s / 60:.1f}" if s is not None else "—"})
+        rows.append({"row": f"pre-training {m}", "steps": cell.training.get("steps", ""), "min": _duration(s)})
     spec = runner.spec("denoise")
     for m in row_methods(cfg):
         for f in cfg.label_fractions:
@@ -221,10 +223,17 @@ def _time_section(runner: "Runner", md: list[str]) -> None:
             if cells:
                 rows.append({"row": f"fine-tuning {row_label(cfg, m)} at {f * 100:g} %",
                              "steps": cells[0].training.steps,
-                             "min": f"{sum(vals) / len(vals) / 60:.1f}" if vals else "—"})
-    md.append("\nWall time per training cell (min; fine-tuning: mean over seeds; the machine and thread count are in "
-              "the header and at the end):\n\n" + markdown_table(rows, [("row", "cell", ""), ("steps", "steps", ""),
-                                                                       ("min", "wall time (min)", "")]))
+                             "min": _duration(sum(vals) / len(vals) if vals else None)})
+    md.append("\nWall time per training cell (fine-tuning: mean over seeds; evaluation cells are in `benchmark.log`; "
+              "the machine and thread count are in the header and at the end):\n\n"
+              + markdown_table(rows, [("row", "cell", ""), ("steps", "steps", ""), ("min", "wall time", "")]))
+
+
+def _duration(seconds: float | None) -> str:
+    """``12.3 s`` below two minutes, else ``4.5 min``; — when unknown."""
+    if seconds is None:
+        return "—"
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def _denoise_sections(runner: "Runner", md: list[str], rows_json: list[dict],
@@ -282,6 +291,11 @@ def _denoise_sections(runner: "Runner", md: list[str], rows_json: list[dict],
                 rows.append(r)
             cols = [("method", "method", ""), ("zero", "0 labels", "")] + [(k, h, "") for k, h in frac_cols]
             md.append(f"\n{label}:\n\n" + markdown_table(rows, cols))
+    if cfg.finetune.val_every:
+        md.append(f"\nWith at least {cfg.finetune.val_min_labels} labelled images, {cfg.finetune.val_fraction * 100:g} % "
+                  f"of them (at least one) are held out of training and scored every {cfg.finetune.val_every} steps and "
+                  "after the last, and the best step's weights are kept: the k labelled images of a column include "
+                  "them.\n")
     if cfg.compute_matched_scratch:
         md.append(f"\n'{row_label(cfg, MATCHED)}' = none (scratch) trained for as many steps as RCL's pre-training "
                   f"plus fine-tuning ({matched_steps(cfg)}), so that a pre-trained row is also compared at equal "

@@ -198,7 +198,11 @@ class Runner:
         from tqdm.auto import tqdm
 
         cells = self.plan.all_cells
-        bar = tqdm(total=len(cells), desc="benchmark", unit="cell", disable=not self.progress, dynamic_ncols=True)
+        import sys
+
+        # a bar only on a terminal: carriage returns must not reach a log file
+        bar = tqdm(total=len(cells), desc="benchmark", unit="cell", disable=not (self.progress and sys.stderr.isatty()),
+                   dynamic_ncols=True)
 
         def tick(key: str, computed: bool, secs: float = 0.0):
             (self.computed if computed else self.cached).append(key)

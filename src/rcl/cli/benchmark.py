@@ -14,7 +14,8 @@ from .common import (DeviceOpt, Precision, PrecisionOpt, SaveEveryOpt, ThreadsOp
 
 @errors_to_exit
 def benchmark(
-    config: Annotated[str, typer.Argument(help="Preset name (smoke, default, colour, smoke-tasks, sr-gray, sr-colour, jdd) or a YAML config file.")],
+    config: Annotated[str, typer.Argument(help="Preset name (smoke, default, colour, converged, converged-colour, paper, smoke-tasks, sr-gray, "
+                                                           "sr-colour, jdd) or a YAML config file.")],
     data_root: Annotated[Optional[Path], path_option(help="Folder the config's data paths are relative to "
                                                          "(e.g. ../shared/data).")] = None,
     out: Annotated[Optional[Path], path_option("--out", "-o", help="Run folder (default runs/benchmark-<config>); "

@@ -12,7 +12,7 @@ from .common import DeviceOpt, Precision, PrecisionOpt, SeedOpt, ThreadsOpt, err
 
 @errors_to_exit
 def demo(
-    quick: Annotated[bool, typer.Option("--quick", help="A <1-minute smoke run (tiny budget; numbers not meaningful).")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="A smoke run (tiny budget, 10-20 s on idle cores; numbers not meaningful).")] = False,
     out: Annotated[Optional[Path], path_option("--out", "-o", help="Run folder (default runs/demo-<time>).")] = None,
     seed: SeedOpt = 0,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
@@ -23,8 +23,8 @@ def demo(
     """RCL end to end on scikit-image's bundled photographs (grayscale, σ ~ U[5, 50] per photo).
 
     Pre-trains with RCL on the noisy training photos, fine-tunes with ONE labelled photo from the
-    RCL weights and from scratch (same steps), and evaluates on held-out photos beside BM3D given
-    each photo's true σ.
+    RCL weights, from scratch and from the RCL network shipped with rcl (pretrained:gray; same
+    steps), and evaluates on held-out photos beside BM3D given each photo's true σ.
     """
     from ..demo import run_demo
 

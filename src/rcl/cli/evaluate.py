@@ -14,6 +14,7 @@ import typer
 from ..configs import MAX_SEED
 from ..tasks import TASKS
 from .common import (DeviceOpt, OverwriteOpt, ThreadsOpt, UsageError, check_channels, check_outputs, check_restorer,
+                     checkpoint_path,
                      check_tile, errors_to_exit, path_argument, path_option, set_threads, tile_help)
 from .task_options import EvalNoiseOpt
 
@@ -65,7 +66,9 @@ def _load_pairs(noisy: Path, clean: Path, channels: Optional[int], min_size: int
 
 @errors_to_exit
 def evaluate(
-    checkpoints: Annotated[list[Path], path_argument(help="One or more checkpoints of the same task to compare.")],
+    checkpoints: Annotated[list[Path], typer.Argument(
+        parser=checkpoint_path, help="One or more checkpoints of the same task to compare (a file, or a network "
+                                     "shipped with rcl: pretrained:gray, pretrained:colour).")],
     data: Annotated[Optional[Path], path_option("--data", help="Folder of clean test images (synthetic --noise).")] = None,
     noisy: Annotated[Optional[Path], path_option(
         "--noisy", help="Folder of real noisy images, scored against --clean (pairs matched by file name).")] = None,

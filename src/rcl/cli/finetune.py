@@ -59,9 +59,9 @@ def finetune(
     seed: SeedOpt = 0,
     val_every: Annotated[int, typer.Option(
         "--val-every", metavar="N", min=0,
-        help="Validate every N steps on 10 %% of the labelled images, held out of training (only when at "
-             "least 10 are labelled), and keep the weights of the best validation PSNR; 0: off, the last "
-             "step's weights.")] = _DEFAULT["val_every"],
+        help="Validate every N steps and after the last step on 10 % of the labelled images, held out of "
+             "training (only when at least 10 are labelled), and keep the weights of the best validation PSNR; "
+             "0: off, the last step's weights.")] = _DEFAULT["val_every"],
     log: LogOpt = None,
     progress: ProgressOpt = True,
     log_every: LogEveryOpt = 0,

@@ -11,6 +11,7 @@ import typer
 
 from ..tasks import TASKS
 from .common import (DeviceOpt, OverwriteOpt, ThreadsOpt, UsageError, check_replace, check_restorer, check_tile,
+                     checkpoint_path,
                      check_writable_target, errors_to_exit, name_too_long, path_argument, path_option, set_threads,
                      tile_help)
 from .task_options import task_check
@@ -66,7 +67,9 @@ def _plan(inputs: Path, output: Path, suffix: str, checkpoint: Path, overwrite: 
 
 @errors_to_exit
 def restore(
-    checkpoint: Annotated[Path, path_argument(help="Checkpoint of a restoration model of any task.")],
+    checkpoint: Annotated[Path, typer.Argument(
+        parser=checkpoint_path, help="Checkpoint of a restoration model of any task (a file, or pretrained:gray / "
+                                     "pretrained:colour, the RCL networks shipped with rcl).")],
     inputs: Annotated[Path, path_argument(help="Image file or folder of images, of the kind the checkpoint's "
                                                "task takes as input (see above).")],
     output: Annotated[Path, path_option("--output", "--out", "-o", help="Output folder (created if needed); --out is the same option, "
