@@ -1190,6 +1190,12 @@ def main(argv=None) -> int:
             raise InputError(f"--report {report}: is a folder")
         if a.report is not None and not report.parent.is_dir():
             raise InputError(f"--report {report}: folder {report.parent} does not exist")
+        # the report, its JSON and its figure never replace an input nor land in a data folder
+        for written in (report, report.with_suffix(".json"), report.parent / "polyu_crops.png"):
+            r = written.resolve()
+            if r == Path(a.config).resolve() or any(r.is_relative_to(Path(d).resolve()) for d in (a.polyu, a.live1)):
+                raise InputError(f"--report {report}: would write {written}, an input or inside a data folder; "
+                                 "choose another place")
         cfg = load_config(a.config, a.smoke)
         import torch
 

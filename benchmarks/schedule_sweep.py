@@ -61,11 +61,11 @@ from rcl.training import validation as V
 args = json.loads(sys.argv[1])
 clean = load_image_set(args["data"], channels=1)
 if args.get("limit"):
-    clean = clean.subset(list(range(args["limit"])))
+    clean = clean.subset(list(range(min(args["limit"], len(clean)))))
 noise = parse_noise_spec(args["noise"])
 body = ModelConfig(**args["model"], in_channels=1, out_channels=1)
 task = DenoiseTask()
-base = {**args["cfg"], "seed": 0, "label_fraction": 1.0}
+base = {**args["cfg"], "seed": 0, "label_fraction": 1.0, "val_every": 0}  # the probe runs without validation
 
 # probe: CPU seconds per step (after 5 warm-up steps), without validation
 def timed(steps):
@@ -106,6 +106,7 @@ def main() -> int:
     from rcl.benchmark.report import cpu_name
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.error = lambda message: (print(f"error: {message}", file=sys.stderr), sys.exit(2))  # one line
     ap.add_argument("--data", required=True, help="clean training folder (Train400)")
     ap.add_argument("--out", required=True, help="JSON lines, one per finished candidate (resumable)")
     ap.add_argument("--budget", type=float, default=720.0, help="CPU seconds of training per candidate")
@@ -120,22 +121,57 @@ def main() -> int:
     if unknown:
         print(f"error: unknown candidate(s) {', '.join(unknown)}; known: {', '.join(CANDIDATES)}", file=sys.stderr)
         return 2
+    import math
+
+    from rcl.data.noise import parse_noise_spec
+
     budget, probe, limit = args.budget, args.probe, None
     if args.smoke:
         names, budget, probe, limit = names[:2], 3.0, 2, 16
+    problems = []
+    if not (math.isfinite(budget) and budget > 0):
+        problems.append(f"--budget {budget}: give a positive number of CPU seconds")
+    if probe < 1:
+        problems.append(f"--probe {probe}: give at least 1 step")
+    if args.jobs < 1:
+        problems.append(f"--jobs {args.jobs}: give at least 1")
+    if not Path(args.data).is_dir():
+        problems.append(f"--data {args.data}: no such folder")
+    try:
+        parse_noise_spec(args.noise)
+    except ValueError as exc:
+        problems.append(f"--noise {args.noise}: {exc}")
+    if problems:
+        print(f"error: {problems[0]}", file=sys.stderr)
+        return 2
     out = Path(args.out)
+    settings = {"data": str(Path(args.data).resolve()), "budget_cpu_s": budget, "noise": args.noise,
+                "smoke": args.smoke}
     done = set()
     if out.exists():
-        done = {json.loads(line)["name"] for line in out.read_text().splitlines() if line.strip()}
+        try:
+            records = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+            for r in records:
+                if r.get("settings") != settings:
+                    print(f"error: --out {out}: holds results of other settings ({r.get('settings')}); "
+                          f"give another --out", file=sys.stderr)
+                    return 2
+                done.add(r["name"])
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+            print(f"error: --out {out}: not a results file of this script ({type(exc).__name__})", file=sys.stderr)
+            return 2
     todo = [n for n in names if n not in done]
+    failed = 0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     running: list[tuple[str, subprocess.Popen, float]] = []
+    used: dict[str, dict] = {}
     while todo or running:
         while todo and len(running) < max(1, args.jobs):
             name = todo.pop(0)
             model, cfg = CANDIDATES[name]
             if args.smoke:
                 cfg = {**cfg, "crop_size": 32, "batch_size": 4}
+            used[name] = cfg
             spec = {"data": args.data, "noise": args.noise, "model": model, "cfg": cfg, "budget": budget,
                     "probe": probe, "limit": limit}
             proc = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(spec)], env=env,
@@ -151,15 +187,19 @@ def main() -> int:
             stdout, stderr = proc.communicate()
             if proc.returncode != 0:
                 print(f"{name}: failed (exit {proc.returncode}): {stderr.strip().splitlines()[-1:]}", flush=True)
+                failed += 1
                 continue
-            rec = {"name": name, "model": CANDIDATES[name][0], "cfg": CANDIDATES[name][1], "budget_cpu_s": budget,
-                   "noise": args.noise, "jobs": args.jobs, "cpu": cpu_name(),
+            rec = {"name": name, "model": CANDIDATES[name][0], "cfg": used[name], "budget_cpu_s": budget,
+                   "noise": args.noise, "jobs": args.jobs, "cpu": cpu_name(), "settings": settings,
                    **json.loads(stdout.strip().splitlines()[-1])}
             with out.open("a") as fh:
                 fh.write(json.dumps(rec) + "\n")
             print(f"{name}: {rec['steps']} steps, best {rec['best_psnr']:.2f} dB at {rec['best_step']}, "
                   f"final {rec['final_psnr']:.2f}, last-quarter gain {rec['last_quarter_gain_db']:+.3f} dB, "
                   f"{rec['cpu_s']:.0f} CPU-s", flush=True)
+    if failed:
+        print(f"error: {failed} candidate(s) failed (see above)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -346,3 +346,8 @@ def test_converged_and_paper_plans(data_root, tmp_path, name, n_finetune, matche
     matched = [c for c in ft if c.evals[0].row[1] == "scratch-matched"]
     assert matched and all(c.init is None and c.training.steps == matched_steps for c in matched)
     assert plan.bm3d_cells
+
+
+def test_compute_matched_scratch_needs_rcl(data_root):
+    with pytest.raises(BenchmarkConfigError, match="compute_matched_scratch"):
+        load_config("smoke", data_root, overrides={"methods": ["n2v", "none"]})

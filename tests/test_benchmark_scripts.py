@@ -26,3 +26,34 @@ def test_large_collection_smoke(tmp_path):
     assert 0 < run["peak_pss_bytes"] <= run["peak_rss_bytes"] == res["median_peak_rss_bytes"]
     assert res["machine"]["logical_cpus"] >= 1 and res["memory_path"]["estimate_bytes"] > 0
     assert (tmp_path / "work" / "large_collection.safetensors").exists()
+
+
+def _sweep(*args, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(BENCHMARKS / "schedule_sweep.py"), *args], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+def test_schedule_sweep_smoke_resumes_and_refuses_other_settings(tmp_path):
+    import torch
+
+    from rcl.data.io import write_image
+
+    data = tmp_path / "train"
+    g = torch.Generator().manual_seed(0)
+    for i in range(12):
+        write_image(data / f"im{i:02d}.png", torch.rand(1, 40, 40, generator=g))
+    out = tmp_path / "sweep.jsonl"
+    first = _sweep("--smoke", "--data", str(data), "--out", str(out), tmp_path=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 2 and all(r["cfg"]["crop_size"] == 32 for r in records)  # what ran, not the full cfg
+    assert all(r["curve"] and r["best_psnr"] == max(c[2] for c in r["curve"]) for r in records)
+    again = _sweep("--smoke", "--data", str(data), "--out", str(out), tmp_path=tmp_path)
+    assert again.returncode == 0 and "started" not in again.stdout  # resumed: nothing left to run
+    other = _sweep("--data", str(data), "--out", str(out), "--budget", "5", tmp_path=tmp_path)
+    assert other.returncode == 2 and other.stderr.startswith("error: --out") and len(other.stderr.splitlines()) == 1
+    for bad in (["--budget", "nan"], ["--probe", "0"], ["--jobs", "0"], ["--noise", "bogus:1"]):
+        res = _sweep("--data", str(data), "--out", str(tmp_path / "x.jsonl"), *bad, tmp_path=tmp_path)
+        assert res.returncode == 2 and res.stderr.startswith("error: ") and len(res.stderr.splitlines()) == 1, bad
+    assert not (tmp_path / "x.jsonl").exists()

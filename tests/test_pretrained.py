@@ -66,7 +66,21 @@ def test_finetune_from_pretrained_gray_by_name(tmp_path):
                               "--steps", "2", "--crop-size", "16", "--batch-size", "2", "--no-progress"])
     assert res.exit_code == 0, res.output
     meta = read_metadata(out)
-    assert meta["init"].endswith("gray.safetensors") and meta["init_stage"] == "pretrain"
+    assert meta["init"] == "pretrained:gray" and meta["init_stage"] == "pretrain"  # portable, not the install path
     assert meta["label_count"] == 1
     bad = runner.invoke(app, ["finetune", str(data), "-o", str(tmp_path / "x.safetensors"), "--init", "pretrained:nope"])
     assert bad.exit_code == 2 and "pretrained:nope" in bad.output and not (tmp_path / "x.safetensors").exists()
+
+
+def test_no_output_may_land_inside_the_package(tmp_path):
+    """`-o` onto a shipped network (even with --overwrite) is refused: the package is never written."""
+    g = torch.Generator().manual_seed(0)
+    data = tmp_path / "clean"
+    for i in range(2):
+        write_image(data / f"im{i}.png", torch.rand(1, 40, 44, generator=g))
+    target = pretrained_path("gray")
+    before = target.read_bytes()
+    for cmd in (["finetune", str(data)], ["pretrain", str(data)]):
+        res = runner.invoke(app, [*cmd, "-o", str(target), "--overwrite", "--steps", "1", "--crop-size", "16"])
+        assert res.exit_code == 2 and "inside the installed rcl package" in res.output, res.output
+    assert target.read_bytes() == before

@@ -175,3 +175,16 @@ def test_runner_owned_fields_are_refused(tmp_path):
     with pytest.raises(mod.InputError, match="figure.label_count 10 is not one of label_counts"):
         mod.load_config(cfg)
     assert mod.load_config(CONFIG).label_counts == [1, 5, 10]  # the shipped config validates
+
+
+def test_report_never_replaces_an_input_or_writes_into_data(tmp_path, smoke):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(CONFIG.read_text())
+    before = cfg.read_bytes()
+    clean = sorted((smoke["polyu"] / "clean").iterdir())[0]
+    for report in (cfg, clean, smoke["polyu"] / "clean" / "report.md"):
+        proc = _run("--polyu", str(smoke["polyu"]), "--live1", str(smoke["root"] / "LIVE1"), "--config", str(cfg),
+                    "--out", str(tmp_path / "run"), "--smoke", "--report", str(report))
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: --report"), proc.stderr
+    assert cfg.read_bytes() == before and not (smoke["polyu"] / "clean" / "report.md").exists()

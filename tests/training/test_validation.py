@@ -153,3 +153,33 @@ def test_validation_refuses_empty_or_bad_interval():
         Validation(DenoiseTask(), _images(n=1), NOISE, every=0)
     with pytest.raises(ValueError):
         Validation(DenoiseTask(), ImageSet([], []), NOISE, every=5)
+
+
+def test_a_run_too_short_to_validate_twice_holds_nothing_out():
+    data = _images()
+    res = fit(DenoiseTask(), "supervised", data, _cfg(steps=10, val_every=6), BODY, noise=NOISE, progress=False)
+    assert res.validation == [] and res.best_step is None and len(res.labelled) == len(data)
+
+
+@pytest.mark.parametrize("best", [{"step": 3}, {"step": 3, "score": "high"}, {"step": 3, "score": None}, [1, 2],
+                                  {"step": 999, "score": 1e9}, {"step": 6, "score": 1e9}])
+def test_a_tampered_best_record_is_refused(tmp_path, best):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from rcl.training.state import StateError
+
+    data, state = _images(), tmp_path / "run.state"
+    cfg = _cfg(steps=30, val_every=3)
+    fit(DenoiseTask(), "supervised", data, cfg, BODY, noise=NOISE, progress=False,
+        engine=Engine(device="cpu", progress=False, save_every=20, state_path=state))
+    tensors = load_file(str(state))
+    with safe_open(str(state), "pt") as fh:
+        meta = json.loads(fh.metadata()["rcl"])
+    meta["best"] = best
+    save_file(tensors, str(state), metadata={"rcl": json.dumps(meta)})
+    with pytest.raises(StateError, match="best-validation record"):
+        fit(DenoiseTask(), "supervised", data, cfg, BODY, noise=NOISE, progress=False,
+            engine=Engine(device="cpu", progress=False, resume=state, state_path=tmp_path / "b.state"))

@@ -120,6 +120,16 @@ class BenchmarkConfig(StrictConfig):
         return raw
 
     @model_validator(mode="after")
+    def _matched_needs_ours(self):
+        from .validation import role_method
+
+        ours = role_method("ours")
+        if self.compute_matched_scratch and ours not in self.methods:
+            raise ValueError(f"compute_matched_scratch: matches {ours}'s pre-training + fine-tuning steps, but "
+                             f"methods does not include {ours}")
+        return self
+
+    @model_validator(mode="after")
     def _consistent(self):
         ch = self.data.channels
         if self.model.in_channels != ch or self.model.out_channels != ch:

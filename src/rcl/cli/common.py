@@ -330,6 +330,9 @@ def check_writable_target(path: Path, what: str) -> None:
         raise UsageError(f"{path}: {what} cannot be created ({parent} is not a folder)")
     if not os.access(parent, os.W_OK):
         raise UsageError(f"{path}: {what} cannot be written ({parent} is not writable)")
+    package = Path(__file__).resolve().parents[1]  # the installed rcl package (its shipped networks, presets)
+    if path.resolve().is_relative_to(package):
+        raise UsageError(f"{path}: {what} is inside the installed rcl package ({package}); choose another place")
 
 
 def check_replace(path: Path, what: str, overwrite: bool) -> None:

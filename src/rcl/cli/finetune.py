@@ -60,8 +60,8 @@ def finetune(
     val_every: Annotated[int, typer.Option(
         "--val-every", metavar="N", min=0,
         help="Validate every N steps and after the last step on 10 % of the labelled images, held out of "
-             "training (only when at least 10 are labelled), and keep the weights of the best validation PSNR; "
-             "0: off, the last step's weights.")] = _DEFAULT["val_every"],
+             "training (only when at least 10 are labelled and --steps is at least 2N), and keep the weights of "
+             "the best validation PSNR; 0: off, the last step's weights.")] = _DEFAULT["val_every"],
     log: LogOpt = None,
     progress: ProgressOpt = True,
     log_every: LogEveryOpt = 0,
@@ -146,7 +146,9 @@ def finetune(
     model, hist, labelled = res.model, res.history, res.labelled
     if not is_main():
         return
-    save_checkpoint(out, model, mcfg, stage="finetune", init=str(init) if init else None,
+    from ..pretrained import describe
+
+    save_checkpoint(out, model, mcfg, stage="finetune", init=describe(init) if init else None,
                     init_stage=meta.get("stage"), noise=noise, training=cfg.model_dump(),
                     labelled_images=labelled, label_count=len(labelled) + len(res.validation),
                     validation_images=res.validation, best_step=res.best_step, best_val_psnr=res.best_psnr,

@@ -97,6 +97,8 @@ def pretrain(
 
     check_output_file(out, [data, resume], log=log, overwrite=overwrite)
     _check_pd_options(pd_stride, pd_stride_inference, crop_size, consistency)
+    if consistency == Consistency.neighbor and crop_size % 2:
+        raise UsageError(f"--crop-size {crop_size}: --consistency neighbor sub-samples 2×2 cells and needs an even crop")
     set_threads(threads)
     engine = make_engine(device, precision, compile=compile, progress=progress, log_every=log_every,
                          save_every=save_every, resume=resume, out=out, overwrite=overwrite,

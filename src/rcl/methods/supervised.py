@@ -64,8 +64,10 @@ class FinetuneConfig(StrictConfig):
         seed: seeds the labelled subset, crops and noise (0 ≤ seed ≤ MAX_SEED).
         val_every: validate every this many steps (and after the last) on a validation split held
             out of the labelled images, and keep the weights of the best validation PSNR
-            (:mod:`rcl.training.validation`); 0 turns it off.
-        val_fraction: the share of the labelled images held out for validation (at least one).
+            (:mod:`rcl.training.validation`); 0 turns it off, and so does a run shorter than two
+            intervals (``2 · val_every > steps``: nothing to select from).
+        val_fraction: the share (at most half) of the labelled images held out for validation (at
+            least one).
         val_min_labels: validate only when at least this many images are labelled (fewer: no
             validation, the last step's weights are kept, every label trains).
     """
@@ -79,7 +81,7 @@ class FinetuneConfig(StrictConfig):
     resample_noise: bool = True
     seed: Seed = 0
     val_every: int = Field(250, ge=0)
-    val_fraction: float = Field(0.1, gt=0, lt=1)
+    val_fraction: float = Field(0.1, gt=0, le=0.5)
     val_min_labels: int = Field(10, ge=2)
 
 

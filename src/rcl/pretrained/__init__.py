@@ -28,6 +28,17 @@ def is_pretrained(spec: str | Path) -> bool:
     return str(spec).startswith(PREFIX)
 
 
+def describe(path: str | Path) -> str:
+    """``pretrained:NAME`` for the file of a shipped network (portable, e.g. in checkpoint metadata),
+    else the path as given."""
+    p = Path(path)
+    for name in SHIPPED:
+        shipped = Path(str(resources.files("rcl.pretrained").joinpath(f"{name}.safetensors")))
+        if p.exists() and shipped.exists() and p.resolve() == shipped.resolve():
+            return PREFIX + name
+    return str(path)
+
+
 def pretrained_path(spec: str) -> Path:
     """The file of a shipped network, ``pretrained:NAME`` (NAME: ``gray``, ``colour``).
 

@@ -71,10 +71,13 @@ def labelled_subset(n_images: int, fraction: float, seed: int) -> list[int]:
 
 def validation_subset(labelled: list[int], cfg, seed: int) -> tuple[list[int], list[int]]:
     """Split labelled indices into ``(train, validation)``: :func:`rcl.training.validation.validation_split`
-    images (none without ``cfg.val_every``) drawn by a permutation seeded by ``seed + 1``."""
+    images drawn by a permutation seeded by ``seed + 1``; none without ``cfg.val_every`` or when the
+    run is too short to validate twice (``2 · val_every > steps``)."""
     from .validation import validation_split
 
-    n_val = validation_split(len(labelled), cfg.val_fraction, cfg.val_min_labels) if cfg.val_every else 0
+    # at least two validations (at val_every and at the end), else holding labels out selects nothing
+    on = cfg.val_every and 2 * cfg.val_every <= cfg.steps
+    n_val = validation_split(len(labelled), cfg.val_fraction, cfg.val_min_labels) if on else 0
     if not n_val:
         return list(labelled), []
     perm = torch.randperm(len(labelled), generator=torch.Generator().manual_seed(seed + 1)).tolist()

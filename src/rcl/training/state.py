@@ -150,9 +150,21 @@ def load_state(path, model: nn.Module, extra: list[nn.Parameter], opt, sched, sc
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
     best = None
-    if isinstance(meta.get("best"), dict):
-        state_best = {k[len("best/"):]: v for k, v in tensors.items() if k.startswith("best/")}
+    raw = meta.get("best")
+    state_best = {k[len("best/"):]: v for k, v in tensors.items() if k.startswith("best/")}
+    if raw is not None or state_best:
+        import math
+
+        ok = (isinstance(raw, dict) and set(raw) == {"step", "score"} and isinstance(raw["step"], int)
+              and not isinstance(raw["step"], bool) and 0 < raw["step"] <= step
+              and isinstance(raw["score"], (int, float)) and not isinstance(raw["score"], bool)
+              and math.isfinite(raw["score"]))
+        if not ok:
+            raise StateError(f"{path}: its best-validation record is malformed (best={str(raw)[:60]})")
         if set(state_best) != set(model.state_dict()):
             raise StateError(f"{path}: its best-validation weights do not fit this network")
-        best = {"step": meta["best"]["step"], "score": meta["best"]["score"], "state": state_best}
+        recorded = [r for r in meta.get("history", []) if isinstance(r, dict) and r.get("step") == raw["step"]]
+        if not recorded or recorded[0].get("val_psnr") != raw["score"]:
+            raise StateError(f"{path}: its best-validation record (step {raw['step']}) is not in its history")
+        best = {"step": raw["step"], "score": float(raw["score"]), "state": state_best}
     return step, list(meta.get("history", [])), best
