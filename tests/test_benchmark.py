@@ -28,7 +28,7 @@ TINY = {
     "model": {"width": 4, "depth": 2},
     "pretrain": {"steps": 3, "rcl": {"batch_images": 4, "crop_size": 16},
                  "baselines": {"batch_size": 4, "crop_size": 16}},
-    "finetune": {"steps": 3, "batch_size": 4, "crop_size": 16},
+    "finetune": {"steps": 3, "batch_size": 4, "crop_size": 16, "val_every": 1},
     "label_fractions": [0.25, 1.0],
     "bm3d": {"max_images": 1},
 }

@@ -12,7 +12,8 @@ from rcl.data.noise import GaussianRangeNoise
 from rcl.evaluation import BM3D_ROW, bm3d_reference, evaluate, make_noisy_test_set
 from rcl.tasks import DenoiseTask
 
-TINY = dict(pretrain_steps=2, finetune_steps=2, crop=16, batch_images=4, batch_size=4, test_size=40, n_train=3)
+TINY = dict(pretrain_steps=2, finetune_steps=2, crop=16, ft_crop=16, batch_images=4, batch_size=4, lr=1e-3, test_size=40,
+            n_train=3)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def summary(tmp_path_factory):
 def test_table_rows_end_with_bm3d(summary):
     _, s = summary
     assert [r["method"] for r in s["table"]] == ["noisy input", "RCL only (0 labels)", "scratch + 1 label",
-                                                 "RCL + 1 label", BM3D_ROW]
+                                                 "RCL + 1 label", "shipped RCL (pretrained:gray) + 1 label", BM3D_ROW]
     rows = {r["method"]: r["psnr"] for r in s["table"]}
     assert s["rcl_plus_1_label_minus_bm3d_db"] == pytest.approx(rows["RCL + 1 label"] - rows[BM3D_ROW])
     assert rows[BM3D_ROW] > rows["noisy input"] + 3
@@ -55,3 +56,13 @@ def test_run_folder_shows_the_bm3d_row(summary):
     assert f"| {BM3D_ROW} |" in md and f"RCL + 1 label − {BM3D_ROW}" in md
     assert json.loads((out / "results.json").read_text())["table"][-1]["method"] == BM3D_ROW
     assert (out / "restorations.png").is_file()
+
+
+def test_run_folder_keeps_every_fine_tuned_network(summary):
+    """The checkpoints of the three fine-tunings (RCL, scratch, shipped RCL) are in the run folder."""
+    from rcl.checkpoint import read_metadata
+
+    out, _ = summary
+    for name in ("rcl_pretrained", "rcl_1label", "scratch_1label", "shipped_1label"):
+        assert (out / f"{name}.safetensors").is_file(), name
+    assert read_metadata(out / "shipped_1label.safetensors")["init"] == "pretrained:gray"
