@@ -377,7 +377,7 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def load_config(path: Path, smoke: bool = False) -> RealPolyUConfig:
+def load_config(path: Path, smoke: bool = False, seeds: str | None = None) -> RealPolyUConfig:
     """Read and validate the YAML config (``smoke``: with :data:`SMOKE` merged in first).
 
     Raises:
@@ -399,6 +399,11 @@ def load_config(path: Path, smoke: bool = False) -> RealPolyUConfig:
         raise InputError(f"{path}: the config must be a mapping of sections, got {type(data).__name__}")
     if smoke:
         data = _merge(data, SMOKE)
+    if seeds is not None:
+        try:
+            data = {**data, "seeds": [int(x) for x in seeds.split(",")]}
+        except ValueError:
+            raise InputError(f"--seeds {seeds}: give comma-separated integers, e.g. 0 or 0,1") from None
     try:
         return RealPolyUConfig.model_validate(data)
     except ValidationError as exc:
@@ -1172,6 +1177,8 @@ def parse_args(argv=None):
     p.add_argument("--report", type=Path, help="Markdown report (default OUT/report.md); JSON and figure beside it")
     p.add_argument("--smoke", action="store_true", help="tiny version of the run (see SMOKE)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--seeds", help="comma-separated seeds (split permutations) to run instead of the config's, "
+                                   "e.g. 0 for the first one only; finished cells of other seeds stay cached")
     return p.parse_args(argv)
 
 
@@ -1196,7 +1203,7 @@ def main(argv=None) -> int:
             if r == Path(a.config).resolve() or any(r.is_relative_to(Path(d).resolve()) for d in (a.polyu, a.live1)):
                 raise InputError(f"--report {report}: would write {written}, an input or inside a data folder; "
                                  "choose another place")
-        cfg = load_config(a.config, a.smoke)
+        cfg = load_config(a.config, a.smoke, a.seeds)
         import torch
 
         torch.set_num_threads(a.threads)
