@@ -147,6 +147,23 @@ def row_label(cfg, m: str) -> str:
     return f"scratch, compute-matched ({matched_steps(cfg)} steps)" if m == MATCHED else method_label(m)
 
 
+def _row_cells(runner: "Runner", m: str, f: float) -> list:
+    """The denoising fine-tuning cells of row ``m`` at label fraction ``f`` (one per seed)."""
+    task = runner.spec("denoise").name
+    return [c for c in runner.plan.model_cells
+            if c.kind == "finetune" and c.evals and c.evals[0].row[:3] == ("ft", m, f) and c.task == task]
+
+
+def _cell_meta(cell) -> dict:
+    """A training cell's checkpoint metadata ({} if unreadable)."""
+    from ..checkpoint import CheckpointError, read_metadata
+
+    try:
+        return read_metadata(cell.path)
+    except CheckpointError:
+        return {}
+
+
 def plateau_gain(curve: list[list[float]], steps: int) -> float | None:
     """Validation PSNR gained over the last quarter of a run: the last score minus the first one
     at or after 75 % of ``steps`` (dB); None without two such points."""
@@ -160,7 +177,6 @@ PLATEAU_DB = 0.05  # "plateaued": less than this gained over the last quarter of
 def _learning_curve_section(runner: "Runner", md: list[str]) -> None:
     """Validation PSNR against steps of scratch at the largest label fraction (and of the
     compute-matched scratch row): has full supervision plateaued within the budget?"""
-    from ..checkpoint import CheckpointError, read_metadata
     from ..reporting import markdown_table
     from .validation import role_method
 
@@ -168,13 +184,8 @@ def _learning_curve_section(runner: "Runner", md: list[str]) -> None:
     fmax = max(cfg.label_fractions)
     rows, verdicts = [], []
     for m in (role_method("scratch"), MATCHED):
-        for c in runner.plan.model_cells:
-            if c.kind != "finetune" or not c.evals or c.evals[0].row[:3] != ("ft", m, fmax):
-                continue
-            try:
-                curve = read_metadata(c.path).get("val_curve") or []
-            except CheckpointError:
-                curve = []
+        for c in _row_cells(runner, m, fmax):
+            curve = _cell_meta(c).get("val_curve") or []
             if not curve:
                 continue
             gain = plateau_gain(curve, c.training.steps)
@@ -199,14 +210,10 @@ def _learning_curve_section(runner: "Runner", md: list[str]) -> None:
 def _time_section(runner: "Runner", md: list[str]) -> None:
     """Wall time of each training cell (from its checkpoint's ``seconds``): pre-training per method,
     fine-tuning per row and fraction (mean over seeds), on this machine (see the header)."""
-    from ..checkpoint import CheckpointError, read_metadata
     from ..reporting import markdown_table
 
     def secs(cell) -> float | None:
-        try:
-            v = read_metadata(cell.path).get("seconds")
-        except CheckpointError:
-            return None
+        v = _cell_meta(cell).get("seconds")
         return float(v) if isinstance(v, (int, float)) else None
 
     cfg = runner.cfg
@@ -214,11 +221,9 @@ def _time_section(runner: "Runner", md: list[str]) -> None:
     for m, cell in runner.plan.pretrained.items():
         s = secs(cell)
         rows.append({"row": f"pre-training {m}", "steps": cell.training.get("steps", ""), "min": _duration(s)})
-    spec = runner.spec("denoise")
     for m in row_methods(cfg):
         for f in cfg.label_fractions:
-            cells = [c for c in runner.plan.model_cells if c.kind == "finetune" and c.evals
-                     and c.evals[0].row[:3] == ("ft", m, f) and c.task == spec.name]
+            cells = _row_cells(runner, m, f)
             vals = [v for v in (secs(c) for c in cells) if v is not None]
             if cells:
                 rows.append({"row": f"fine-tuning {row_label(cfg, m)} at {f * 100:g} %",

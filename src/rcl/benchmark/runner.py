@@ -127,9 +127,7 @@ class Runner:
         return res.model, {"stage": "finetune", "method": cell.method, "init_stage": "pretrain" if cell.init else None,
                            "noise": spec.train_noise, "labelled_images": res.labelled,
                            "validation_images": res.validation, "best_step": res.best_step,
-                           "best_val_psnr": res.best_psnr,
-                           "val_curve": [[r["step"], r["val_psnr"]] for r in res.history
-                                         if r.get("val_psnr") == r.get("val_psnr") and "val_psnr" in r]}
+                           "best_val_psnr": res.best_psnr, "val_curve": res.val_curve}
 
     def state_path(self, cell: ModelCell) -> Path:
         """Where a training cell's resumable state goes (beside its checkpoint)."""

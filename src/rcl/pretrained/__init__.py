@@ -28,12 +28,16 @@ def is_pretrained(spec: str | Path) -> bool:
     return str(spec).startswith(PREFIX)
 
 
+def _file(name: str) -> Path:
+    return Path(str(resources.files("rcl.pretrained").joinpath(f"{name}.safetensors")))
+
+
 def describe(path: str | Path) -> str:
     """``pretrained:NAME`` for the file of a shipped network (portable, e.g. in checkpoint metadata),
     else the path as given."""
     p = Path(path)
     for name in SHIPPED:
-        shipped = Path(str(resources.files("rcl.pretrained").joinpath(f"{name}.safetensors")))
+        shipped = _file(name)
         if p.exists() and shipped.exists() and p.resolve() == shipped.resolve():
             return PREFIX + name
     return str(path)
@@ -50,7 +54,7 @@ def pretrained_path(spec: str) -> Path:
     if name not in SHIPPED:
         raise ValueError(f"{PREFIX}{name}: no such shipped network; shipped: "
                          f"{', '.join(PREFIX + n for n in SHIPPED)}")
-    path = Path(str(resources.files("rcl.pretrained").joinpath(f"{name}.safetensors")))
+    path = _file(name)
     if not path.is_file():
         raise ValueError(f"{PREFIX}{name}: not included in this installation of rcl ({path} is missing)")
     return path

@@ -17,6 +17,7 @@ The order in which random numbers are drawn is part of the contract (same seed â
 from __future__ import annotations
 
 import copy
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -44,6 +45,7 @@ class FitResult:
         validation: names of the labelled images held out for validation (empty without it).
         best_step, best_psnr: the step whose weights were kept and its validation PSNR (dB), or
             None without validation.
+        val_curve: ``[step, validation PSNR]`` of every validation, in step order (empty without).
     """
 
     model: nn.Module
@@ -52,6 +54,7 @@ class FitResult:
     validation: list[str] = field(default_factory=list)
     best_step: int | None = None
     best_psnr: float | None = None
+    val_curve: list[list[float]] = field(default_factory=list)
 
 
 def labelled_subset(n_images: int, fraction: float, seed: int) -> list[int]:
@@ -185,9 +188,9 @@ def _fit_supervised(task: Task, cls: type[Method], clean: ImageSet, cfg, body: M
                     validation=validation)
     result = FitResult(restore(model), history, list(labelled.names))
     if validation is not None:
-        scored = [r for r in history if r.get("val_psnr") == r.get("val_psnr") and "val_psnr" in r]
-        top = max(scored, key=lambda r: r["val_psnr"])  # max keeps the earliest of equal scores
-        result.validation, result.best_step, result.best_psnr = validation.names, top["step"], top["val_psnr"]
+        result.val_curve = [[r["step"], r["val_psnr"]] for r in history if not math.isnan(r.get("val_psnr", math.nan))]
+        step, score = max(result.val_curve, key=lambda c: c[1])  # max keeps the earliest of equal scores
+        result.validation, result.best_step, result.best_psnr = validation.names, step, score
     return result
 
 

@@ -65,8 +65,11 @@ class Validation:
         if len(clean) == 0:
             raise ValueError("an empty validation split")
         self.task, self.clean, self.noise, self.every, self.seed = task, clean, noise, every, seed
-        self.noisy = noisy
+        self.noisy, self.sigmas = noisy, None
         self.names = list(clean.names)
+        if noisy is None and noise is not None and task.input_is_noisy_target:
+            # the protocol's fixed noisy inputs, drawn once here rather than at every validation
+            self.noisy, _, self.sigmas = task.degrade(clean, noise, seed)
 
     def due(self, step: int, steps: int) -> bool:
         return step % self.every == 0 or step == steps
@@ -78,6 +81,6 @@ class Validation:
 
         noise = self.noise if self.noise is not None else GaussianNoise(0.0)
         res, _ = evaluate({"val": model_denoiser(model)}, self.clean, noise, self.seed,
-                          noisy=self.noisy, task=self.task)
+                          noisy=self.noisy, sigmas=self.sigmas, task=self.task)
         score = res["val"].mean("psnr")
         return score if math.isfinite(score) else -math.inf
