@@ -84,3 +84,17 @@ def test_no_output_may_land_inside_the_package(tmp_path):
         res = runner.invoke(app, [*cmd, "-o", str(target), "--overwrite", "--steps", "1", "--crop-size", "16"])
         assert res.exit_code == 2 and "inside the installed rcl package" in res.output, res.output
     assert target.read_bytes() == before
+
+
+def test_demo_and_restore_refuse_a_folder_inside_the_package(tmp_path):
+    package = pretrained_path("gray").parent.parent
+    res = runner.invoke(app, ["demo", "--quick", "-o", str(package / "demo_run")])
+    assert res.exit_code == 2 and "inside the installed rcl package" in res.output and not (package / "demo_run").exists()
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    res = runner.invoke(app, ["demo", "--quick", "-o", str(blocker / "sub")])
+    assert res.exit_code == 2 and f"{blocker} is not a folder" in res.output
+    g = torch.Generator().manual_seed(0)
+    write_image(tmp_path / "in" / "a.png", torch.rand(1, 20, 20, generator=g))
+    res = runner.invoke(app, ["restore", "pretrained:gray", str(tmp_path / "in"), "-o", str(package / "pretrained")])
+    assert res.exit_code == 2 and f"{package / 'pretrained'}: --output is inside" in res.output

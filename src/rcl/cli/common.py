@@ -316,13 +316,16 @@ def name_too_long(path: Path) -> Optional[str]:
     return f"{size} bytes, over the file system's limit of {limit}" if size > limit else None
 
 
-def check_writable_target(path: Path, what: str) -> None:
-    """Fail early (before any work) if ``path`` cannot be written as a file."""
-    too_long = name_too_long(path)
-    if too_long:
-        raise UsageError(f"{what}: the file name is {too_long}; choose a shorter name")
-    if path.is_dir():
-        raise UsageError(f"{path}: {what} is a folder; give a file name")
+def check_outside_package(path: Path, what: str) -> None:
+    """No output goes inside the installed rcl package (its shipped networks and presets)."""
+    package = Path(__file__).resolve().parents[1]
+    if path.resolve().is_relative_to(package):
+        raise UsageError(f"{path}: {what} is inside the installed rcl package ({package}); choose another place")
+
+
+def check_creatable(path: Path, what: str) -> None:
+    """``path`` (a file or a folder to be made) can be created: its nearest existing ancestor is a
+    writable folder, and it is outside the installed package."""
     parent = path.parent
     while not parent.exists():
         parent = parent.parent
@@ -330,9 +333,17 @@ def check_writable_target(path: Path, what: str) -> None:
         raise UsageError(f"{path}: {what} cannot be created ({parent} is not a folder)")
     if not os.access(parent, os.W_OK):
         raise UsageError(f"{path}: {what} cannot be written ({parent} is not writable)")
-    package = Path(__file__).resolve().parents[1]  # the installed rcl package (its shipped networks, presets)
-    if path.resolve().is_relative_to(package):
-        raise UsageError(f"{path}: {what} is inside the installed rcl package ({package}); choose another place")
+    check_outside_package(path, what)
+
+
+def check_writable_target(path: Path, what: str) -> None:
+    """Fail early (before any work) if ``path`` cannot be written as a file."""
+    too_long = name_too_long(path)
+    if too_long:
+        raise UsageError(f"{what}: the file name is {too_long}; choose a shorter name")
+    if path.is_dir():
+        raise UsageError(f"{path}: {what} is a folder; give a file name")
+    check_creatable(path, what)
 
 
 def check_replace(path: Path, what: str, overwrite: bool) -> None:

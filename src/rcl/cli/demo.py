@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, Precision, PrecisionOpt, SeedOpt, ThreadsOpt, errors_to_exit, make_engine, path_option, set_threads
+from .common import (DeviceOpt, Precision, PrecisionOpt, SeedOpt, ThreadsOpt, check_creatable, errors_to_exit,
+                     make_engine, path_option, set_threads)
 
 
 @errors_to_exit
@@ -28,6 +29,8 @@ def demo(
     """
     from ..demo import run_demo
 
+    if out is not None:
+        check_creatable(out, "--out")
     set_threads(threads)
     engine = make_engine(device, precision, progress=progress)
     run_demo(out=out, quick=quick, seed=seed, progress=progress, engine=engine)

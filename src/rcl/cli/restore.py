@@ -12,7 +12,7 @@ import typer
 from ..tasks import TASKS
 from .common import (DeviceOpt, OverwriteOpt, ThreadsOpt, UsageError, check_replace, check_restorer, check_tile,
                      checkpoint_path,
-                     check_writable_target, errors_to_exit, name_too_long, path_argument, path_option, set_threads,
+                     check_outside_package, check_writable_target, errors_to_exit, name_too_long, path_argument, path_option, set_threads,
                      tile_help)
 from .task_options import task_check
 
@@ -108,6 +108,7 @@ def restore(
         raise UsageError(f"{output}: --output must be a folder, and this is a file")
     want = meta["model"]["in_channels"]
     plan, skipped, earlier = _plan(inputs, output, suffix, checkpoint, overwrite, skip_existing)
+    check_outside_package(output, "--output")
     check_writable_target(output / "x", "--output")
     if tile is not None:
         task_check(task.check_tile, tile)
