@@ -322,6 +322,15 @@ OPTION_CASES = {
                             "--steps", "2", "--width", "4", "--depth", "1", "--crop-size", "16"], "U-Net body"),
     "pretrain-sr-dncnn": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--task", "sr", "--arch", "dncnn",
                            "--steps", "2", "--width", "4", "--depth", "1", "--crop-size", "16"], "--arch dncnn"),
+    # a folder of noisy images that is the folder of clean ones
+    "finetune-noisy-is-data": (["finetune", "{good}", "-o", "{out}/m.safetensors", "--noisy", "{good}"],
+                               "is DATA's own folder"),
+    "evaluate-noisy-is-clean": (["evaluate", "{ckpt}", "--noisy", "{good}", "--clean", "{good}"],
+                                "are the same folder"),
+    "pretrain-warmup-nan": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--contrastive-warmup", "nan"],
+                            "--contrastive-warmup: Input should be a finite number"),
+    "pretrain-warmup-big": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--contrastive-warmup", "1.5"],
+                            "--contrastive-warmup"),
     # real pairs exclude a synthetic noise model
     "finetune-noisy-and-noise": (["finetune", "{good}", "-o", "{out}/m.safetensors", "--noisy", "{good}",
                                   "--noise", "gaussian:25"], "--noise gaussian:25 and --noisy exclude each other"),

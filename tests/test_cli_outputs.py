@@ -259,3 +259,29 @@ def test_task_options_for_their_own_task_still_work(tmp_path):
     res = runner.invoke(app, ["pretrain", str(rgb), "-o", str(tmp_path / "p.safetensors"), "--task", "jdd",
                               "--pattern", "bggr", *TINY_FT])
     assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize("shape, culprit", [((3, 24, 24), "3 channel(s), but its clean image"),
+                                            ((1, 24, 32), "32×24 px, but its clean image")])
+def test_finetune_pairs_name_a_channel_or_size_mismatch(tmp_path, shape, culprit):
+    """A noisy/clean pair that differs is refused naming the noisy file and what differs."""
+    clean, noisy = tmp_path / "clean", tmp_path / "noisy"
+    for i in range(2):
+        write_image(clean / f"{i}.png", torch.rand(1, 24, 24))
+        write_image(noisy / f"{i}.png", torch.rand(*shape))
+    res = runner.invoke(app, ["finetune", str(clean), "-o", str(tmp_path / "m.safetensors"), "--noisy", str(noisy),
+                              *TINY_FT])
+    assert res.exit_code == 2, res.output
+    assert culprit in res.output and str(noisy / "0.png") in res.output
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize("extra, why", [([], "2 steps < 2 × --val-every 250"),
+                                        (["--val-every", "1"], "2 labelled image(s) < 10")])
+def test_finetune_says_why_validation_did_not_run(tmp_path, extra, why):
+    data = tmp_path / "clean"
+    for i in range(2):
+        write_image(data / f"{i}.png", torch.rand(1, 24, 24))
+    res = runner.invoke(app, ["finetune", str(data), "-o", str(tmp_path / "m.safetensors"), *TINY_FT, *extra])
+    assert res.exit_code == 0, res.output
+    assert f"no validation ({why}): the last step's weights" in res.output

@@ -42,6 +42,9 @@ def _check_sources(data: Optional[Path], noisy: Optional[Path], clean: Optional[
     if data is None and noisy is None:
         raise UsageError("give --data TEST_DIR (clean images, synthetic --noise) or --noisy NOISY_DIR --clean "
                          "CLEAN_DIR (real pairs)")
+    if noisy is not None and clean is not None and noisy.resolve() == clean.resolve():
+        raise UsageError(f"--noisy {noisy} and --clean {clean} are the same folder: the noisy images would be "
+                         f"scored against themselves")
     if noisy is not None and noise is not None and noise.strip().lower() != "real":
         raise UsageError(f"--noise {noise} and --noisy exclude each other: the noisy images are the inputs")
 

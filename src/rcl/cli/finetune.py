@@ -105,6 +105,8 @@ def finetune(
     if noisy is not None and not the_task.input_is_noisy_target:
         takes = ", ".join(f"--task {name}" for name, cls in TASKS.items() if cls.input_is_noisy_target)
         raise UsageError(f"--noisy pairs are supported for {takes} only (got --task {the_task.name})")
+    if noisy is not None and noisy.resolve() == data.resolve():
+        raise UsageError(f"--noisy {noisy} is DATA's own folder: the noisy inputs would be their own clean targets")
     if noisy is None and not parse_noise_spec(noise).synthetic:
         raise UsageError("--noise real needs --noisy (noisy/clean pairs); or give a synthetic --noise")
     task_check(the_task.check_crop_size, crop_size)
@@ -115,8 +117,12 @@ def finetune(
         if pairs.names != images.names:
             raise UsageError(f"{noisy}: file names must match those of {data} one to one")
         for a, b, name in zip(images.images, pairs.images, images.names):
+            if a.shape[0] != b.shape[0]:
+                raise UsageError(f"{noisy / name}: {b.shape[0]} channel(s), but its clean image {data / name} has "
+                                 f"{a.shape[0]}; use --channels 1 or 3")
             if a.shape != b.shape:
-                raise UsageError(f"{name}: clean {tuple(a.shape)} and noisy {tuple(b.shape)} sizes differ")
+                raise UsageError(f"{noisy / name}: {b.shape[-1]}×{b.shape[-2]} px, but its clean image {data / name} "
+                                 f"is {a.shape[-1]}×{a.shape[-2]} px")
     if labels is not None:  # the count goes through the fraction's one selection (rcl.training.labelled_subset)
         what = f"{data} and {noisy} have {len(images)} noisy/clean pair(s)" if pairs is not None else \
             f"{data} has {len(images)} image(s)"
@@ -159,5 +165,9 @@ def finetune(
     shown = ", ".join(labelled[:5]) + (f", … ({len(labelled) - 5} more)" if len(labelled) > 5 else "")
     val = (f"; {len(res.validation)} held out for validation, best PSNR {res.best_psnr:.2f} dB at step "
            f"{res.best_step}") if res.validation else ""
+    if cfg.val_every and not res.validation:  # say why --val-every did nothing
+        why = (f"{cfg.steps} steps < 2 × --val-every {cfg.val_every}" if 2 * cfg.val_every > cfg.steps else
+               f"{len(labelled)} labelled image(s) < {cfg.val_min_labels}")
+        val = f"; no validation ({why}): the last step's weights"
     typer.echo(f"wrote {out} ({the_task.name}; {len(labelled)} labelled image(s) trained: {shown}{val}; "
                f"final loss {hist[-1]['loss']:.4g})")

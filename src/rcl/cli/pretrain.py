@@ -56,8 +56,8 @@ def pretrain(
              "sub-sampled pairs), fidelity, recorruption or none (docs/design.md).")] = Consistency.blindspot,
     consistency_weight: Annotated[float, typer.Option(help="Weight λ of the consistency term.")] = 1.0,
     contrastive_warmup: Annotated[float, typer.Option(
-        min=0.0, max=1.0, help="Fraction of the run over which the contrastive weight ramps up from 0 "
-                               "(0: full weight from the start).")] = 0.0,
+        help="Fraction of the run, 0 to 1, over which the contrastive weight ramps up from 0 "
+             "(0: full weight from the start).")] = 0.0,
     center_residuals: Annotated[bool, typer.Option(
         help="Remove each residual crop's mean before the EMD (compare distribution shapes, not offsets).")] = False,
     similarity: Annotated[Similarity, typer.Option(help="Residual similarity (emd = RCL).")] = Similarity.emd,

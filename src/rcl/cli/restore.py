@@ -52,7 +52,9 @@ def _plan(inputs: Path, output: Path, suffix: str, checkpoint: Path, overwrite: 
             raise UsageError(f"{p}: the output name would be {too_long}; rename the input")
         check_output_format(dest, 8)  # a format rcl cannot write (e.g. .gif) fails before any work
         if dest.resolve() in ins:
-            raise UsageError(f"{dest}: output would overwrite an input file; choose another --output or --suffix")
+            hint = ("; if it is an earlier run's output, --skip-existing leaves it out of the inputs"
+                    if dest.resolve() != p.resolve() else "")
+            raise UsageError(f"{dest}: output would overwrite an input file; choose another --output or --suffix{hint}")
         if dest.exists() and not dest.is_file():
             raise UsageError(f"{dest}: exists and is not a regular file")
         if dest.exists() and skip_existing:
