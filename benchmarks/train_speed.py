@@ -10,8 +10,10 @@ run) so that the load of a shared machine falls on every variant alike:
 * ``after-compile`` (with ``--compile``): this tree with ``Engine(compile=True)``.
 
 A run times ``--steps`` optimiser steps after ``--warmup`` steps (timestamps of Adam's ``step``,
-so set-up and compilation are excluded) of ``fit`` with the CLI's default configs on 64 synthetic
-180×180 grayscale images (Train400's size). It reports steps/s per run, the medians, and the
+so set-up and compilation are excluded) of ``fit`` on 64 synthetic
+180×180 grayscale images (Train400's size); the workload is pinned to the first release's defaults
+(U-Net w16 d3; RCL: 16 images × 2 crops of 48²; supervised: 16 crops of 48²), which later
+defaults changed, so that both trees time the same step. It reports steps/s per run, the medians, and the
 median of the per-run paired ratios after/before.
 
     OMP_NUM_THREADS=2 python benchmarks/train_speed.py --runs 7 --json benchmarks/train_speed.json
@@ -57,7 +59,11 @@ if variant != "before":
     kw["engine"] = Engine(device="cpu", progress=False, log_every=-1, channels_last=variant != "after-nchw",
                           compile=variant == "after-compile")
 method = get_method("rcl" if kind == "pretrain" else "supervised")
-cfg = method.Config(steps=warmup + steps)
+# the same workload in both trees, pinned: the defaults of later trees differ (fine-tuning 8 crops of 64²)
+pin = {"batch_images": 16, "crop_size": 48} if kind == "pretrain" else {"batch_size": 16, "crop_size": 48, "lr": 5e-4}
+if "val_every" in method.Config.model_fields:
+    pin["val_every"] = 0
+cfg = method.Config(steps=warmup + steps, **pin)
 noise = GaussianRangeNoise() if kind == "finetune" else None
 fit(get_task("denoise"), method, images, cfg, ModelConfig(), noise=noise, progress=False, **kw)
 t = stamps[warmup:]
