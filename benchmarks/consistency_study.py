@@ -1,0 +1,241 @@
+"""Which RCL pre-training variant to keep as the default, measured at the converged budget on a
+VALIDATION split of Train400, over several seeds (GitHub issue "Beat BM3D with few labels", item 6).
+
+    OMP_NUM_THREADS=2 python benchmarks/consistency_study.py --train ../shared/data/train/Train400 \\
+        --out runs/consistency-study --seeds 0 1 --threads 2 --report docs/consistency-study.md
+    python benchmarks/consistency_study.py --train ../shared/data/train/Train400 --out /tmp/cs-smoke --smoke
+
+**Split.** The training folder's images, sorted by file name; every tenth (indices 9, 19, …) is a
+validation image (40 of Train400's 400), the rest (360) the training images. The split is made
+of symbolic links under ``OUT/split/{train,val}``. No test set is read.
+
+**What runs.** For each seed s, one ``rcl benchmark`` run (``OUT/seed<s>``; resumable: rerun the
+same command) of a config written to ``OUT/seed<s>.yaml``: methods ``rcl`` and ``none``
+(scratch), every RCL variant below as an *ablation* of the base RCL pre-training (the benchmark's
+``ablations``: pre-trained with the same data, noise and steps, then evaluated without labels and
+after fine-tuning on 1 % of the training images, 4 labels), pre-training seed s and fine-tuning
+seed s. Budgets are those of the ``converged`` preset (pre-training 2,000 steps of 16 images × 2
+crops of 48²; fine-tuning 2,000 steps of 8 crops of 64², Adam 1e-3; noise σ ∈ [5, 50], drawn
+once per training image for pre-training, fresh per crop for fine-tuning). Every number goes
+through the benchmark's evaluation protocol (uint8 PSNR/SSIM, noise seeded per image name) on
+the validation images at σ = 25 and σ ∈ [5, 50].
+
+Variants (fields of :class:`rcl.methods.RCLConfig` over the base config; base = blind-spot
+consistency, contrastive weight 0.01, τ = 0.1, EMD on raw residuals):
+
+* ``blindspot-alone``: contrastive weight 0 (the consistency term alone);
+* ``contrastive-alone``: no consistency term, contrastive weight 1 (the contrastive term alone);
+* ``center``: EMD on mean-removed residual crops;
+* ``neighbor``: Neighbor2Neighbor-style sub-sampled consistency term in place of the blind spot
+  (Huang et al., CVPR 2021); ``neighbor-alone``: the same with contrastive weight 0;
+  ``neighbor-center``: with mean-removed residuals;
+* ``warmup-0.5``: the contrastive weight ramps from 0 over the first half of the run;
+* ``tau-0.05``, ``tau-0.5``: the NT-Xent temperature;
+* ``negatives-32``: 32 images per batch (62 negatives per anchor instead of 30; twice the crops,
+  so twice the cost per step: the report shows each cell's wall time).
+
+**Report.** ``--report FILE`` (default ``OUT/study.md``) and ``FILE.json``: per variant, the mean
+over seeds (and each seed) of the validation PSNR without labels and after fine-tuning, at both
+noises, beside scratch with the same 4 labels. Residual Contrastive Learning: Dong et al., IJCAI
+2022, arXiv 2106.10070.
+
+**Errors.** A missing or empty ``--train`` folder, fewer than 20 images, a bad seed list or an
+output that would overwrite an input print one line ``error: …`` and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+VARIANTS = {
+    "blindspot-alone": {"contrastive_weight": 0.0},
+    "contrastive-alone": {"consistency": "none", "contrastive_weight": 1.0},
+    "center": {"center_residuals": True},
+    "neighbor": {"consistency": "neighbor"},
+    "neighbor-alone": {"consistency": "neighbor", "contrastive_weight": 0.0},
+    "neighbor-center": {"consistency": "neighbor", "center_residuals": True},
+    "warmup-0.5": {"contrastive_warmup": 0.5},
+    "tau-0.05": {"temperature": 0.05},
+    "tau-0.5": {"temperature": 0.5},
+    "negatives-32": {"batch_images": 32},
+}
+NOISES = ["gaussian:25", "gaussian:5-50"]
+FULL = {"pretrain_steps": 2000, "finetune_steps": 2000, "val_crop": None, "train_limit": None}
+SMOKE = {"pretrain_steps": 6, "finetune_steps": 4, "val_crop": 64, "train_limit": 30}
+
+
+def fail(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def list_training(train: Path, limit: int | None) -> list[Path]:
+    """The training folder's images sorted by name (the first ``limit``); fails on fewer than 20."""
+    from rcl.data.io import list_images
+
+    try:
+        files = sorted(list_images(train), key=lambda p: p.name)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        fail(str(exc))
+    files = files[:limit] if limit else files
+    if len(files) < 20:
+        fail(f"{train}: {len(files)} image(s); the study needs at least 20 (every tenth is a validation image)")
+    return files
+
+
+def make_split(train: Path, out: Path, limit: int | None) -> tuple[Path, Path, list[str]]:
+    """Symbolic links of the sorted images: every tenth to ``val``, the others to ``train``."""
+    files = list_training(train, limit)
+    parts = {"train": [f for i, f in enumerate(files) if i % 10 != 9], "val": [f for i, f in enumerate(files) if i % 10 == 9]}
+    dirs = {}
+    for part, chosen in parts.items():
+        d = out / "split" / part
+        d.mkdir(parents=True, exist_ok=True)
+        want = {f.name: f.resolve() for f in chosen}
+        for link in d.iterdir():  # a rerun with other data: drop links that no longer belong
+            if link.name not in want or link.resolve() != want[link.name]:
+                link.unlink()
+        for name, target in want.items():
+            if not (d / name).exists():
+                (d / name).symlink_to(target)
+        dirs[part] = d
+    return dirs["train"], dirs["val"], [f.name for f in parts["val"]]
+
+
+def config(seed: int, train: Path, val: Path, budget: dict) -> dict:
+    test = {"name": "val40", "path": str(val), "noises": NOISES}
+    if budget["val_crop"]:
+        test["crop"] = budget["val_crop"]
+    return {
+        "name": f"consistency-study-seed{seed}",
+        "data": {"train": str(train), "channels": 1, "test": [test]},
+        "model": {"arch": "unet", "width": 16, "depth": 3},
+        "methods": ["rcl", "none"],
+        "train_noise": "gaussian:5-50",
+        "noise_seed": 1,
+        "pretrain": {"steps": budget["pretrain_steps"], "seed": seed, "rcl": {"batch_images": 16, "crop_size": 48}},
+        "label_fractions": [0.01],
+        "seeds": [seed],
+        "finetune": {"steps": budget["finetune_steps"], "batch_size": 8, "crop_size": 64, "lr": 0.001,
+                     "val_every": 250},
+        "ablations": [{"name": k, "rcl": v} for k, v in VARIANTS.items()],
+        "ablation_fraction": 0.01,
+    }
+
+
+def aggregate(runs: dict[int, Path]) -> dict:
+    """Per variant and noise: PSNR/SSIM without labels and after fine-tuning, per seed and mean."""
+    rows: dict = {}
+    for seed, run in runs.items():
+        res = json.loads((run / "results.json").read_text())
+        for r in res["rows"]:
+            if r.get("kind") == "ablation":
+                name = "base" if r["variant"].endswith("(base config)") else r["variant"]
+                d = rows.setdefault(name, {}).setdefault(r["noise"], {})
+                d.setdefault("direct", {})[seed] = r["direct_psnr"]
+                d.setdefault("finetuned", {})[seed] = r["finetuned_psnr"]
+            elif r.get("kind") == "finetuned" and r["method"] == "none":
+                d = rows.setdefault("scratch", {}).setdefault(r["noise"], {})
+                d.setdefault("finetuned", {})[seed] = r["psnr_mean"]
+            elif r.get("kind") == "noisy":
+                rows.setdefault("noisy", {}).setdefault(r["noise"], {}).setdefault("direct", {})[seed] = r["psnr"]
+    return rows
+
+
+def _mean(d: dict | None) -> float | None:
+    vals = [v for v in (d or {}).values() if v is not None]
+    return statistics.fmean(vals) if vals else None
+
+
+def render(rows: dict, seeds: list[int], command: str, val_names: list[str], cpu: str) -> str:
+    def cell(d):
+        m = _mean(d)
+        if m is None:
+            return "—"
+        per = ", ".join(f"{d[s]:.2f}" for s in seeds if d.get(s) is not None)
+        return f"**{m:.2f}** ({per})" if len(seeds) > 1 else f"{m:.2f}"
+
+    md = ["# RCL variants at the converged budget, on a Train400 validation split", "",
+          f"Command: `{command}`", "",
+          f"Validation images ({len(val_names)}, never trained on): every tenth Train400 file in name order. "
+          f"Seeds {', '.join(map(str, seeds))} (pre-training and fine-tuning); cells: mean over seeds "
+          f"(per seed). {cpu}. Each cell's wall time: the time section of `OUT/seed<s>/report.md`.", "",
+          "| variant | overrides | " + " | ".join(f"0 labels, {n}" for n in NOISES) + " | "
+          + " | ".join(f"4 labels, {n}" for n in NOISES) + " |",
+          "|---|---|" + "---:|" * (2 * len(NOISES))]
+    order = ["noisy", "scratch", "base", *VARIANTS]
+    for name in order:
+        if name not in rows:
+            continue
+        ov = {"noisy": "noisy input", "scratch": "no pre-training", "base": "RCL default"}.get(
+            name, ", ".join(f"{k}={v}" for k, v in VARIANTS.get(name, {}).items()))
+        r = rows[name]
+        md.append(f"| {name} | {ov} | " + " | ".join(cell(r.get(n, {}).get("direct")) for n in NOISES) + " | "
+                  + " | ".join(cell(r.get(n, {}).get("finetuned")) for n in NOISES) + " |")
+    return "\n".join(md) + "\n"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--train", type=Path, required=True, help="folder of clean grayscale training images (Train400)")
+    ap.add_argument("--out", type=Path, required=True, help="work folder (resumable)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--report", type=Path, default=None, help="Markdown report (default OUT/study.md); JSON beside it")
+    ap.add_argument("--smoke", action="store_true", help="a tiny run (30 images, a few steps) to check the plumbing")
+    args = ap.parse_args(argv)
+    if any(s < 0 for s in args.seeds) or len(set(args.seeds)) != len(args.seeds):
+        fail(f"--seeds must be distinct integers >= 0, got {args.seeds}")
+    if args.threads < 1:
+        fail(f"--threads must be >= 1, got {args.threads}")
+    if not args.train.is_dir():
+        fail(f"--train {args.train}: not a folder")
+    out = args.out.resolve()
+    report = (args.report or out / "study.md").resolve()
+    train_root = args.train.resolve()
+    for what, p in (("--out", out), ("--report", report)):
+        if p == train_root or train_root in p.parents:
+            fail(f"{what} {p}: inside the training folder {train_root}, an input")
+    budget = SMOKE if args.smoke else FULL
+    list_training(train_root, budget["train_limit"])  # refused before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    train, val, val_names = make_split(train_root, out, budget["train_limit"])
+    runs = {}
+    for seed in args.seeds:
+        cfg_path = out / f"seed{seed}.yaml"
+        cfg_path.write_text(yaml.safe_dump(config(seed, train, val, budget), sort_keys=False))
+        run = out / f"seed{seed}"
+        cmd = ["rcl", "benchmark", str(cfg_path), "-o", str(run), "--threads", str(args.threads), "--no-progress",
+               "--save-every", "500"]
+        print("+", " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+        runs[seed] = run
+    rows = aggregate(runs)
+    from rcl.benchmark.report import cpu_name
+
+    command = "OMP_NUM_THREADS={t} python benchmarks/consistency_study.py {a}".format(
+        t=args.threads, a=" ".join(sys.argv[1:] if argv is None else argv))
+    text = render(rows, args.seeds, command, val_names, f"{cpu_name()}, {args.threads} thread(s)")
+    report.parent.mkdir(parents=True, exist_ok=True)
+    tmp = report.with_name(report.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, report)
+    js = report.with_suffix(".json")
+    tmp = js.with_name(js.name + ".tmp")
+    tmp.write_text(json.dumps({"seeds": args.seeds, "variants": VARIANTS, "validation_images": val_names,
+                               "rows": {k: {n: {w: {str(s): v for s, v in d.items()} for w, d in nd.items()}
+                                            for n, nd in r.items()} for k, r in rows.items()}}, indent=1))
+    os.replace(tmp, js)
+    print(f"report: {report}")
+
+
+if __name__ == "__main__":
+    main()
