@@ -2,7 +2,7 @@
 VALIDATION split of Train400, over several seeds (GitHub issue "Beat BM3D with few labels", item 6).
 
     OMP_NUM_THREADS=2 python benchmarks/consistency_study.py --train ../shared/data/train/Train400 \\
-        --out runs/consistency-study --seeds 0 1 --threads 2 --report docs/consistency-study.md
+        --out runs/consistency-study --seeds 0 1 --threads 2 --report-dir docs/consistency-study
     python benchmarks/consistency_study.py --train ../shared/data/train/Train400 --out /tmp/cs-smoke --smoke
 
 **Split.** The training folder's images, sorted by file name; every tenth (indices 9, 19, …) is a
@@ -34,8 +34,11 @@ consistency, contrastive weight 0.01, τ = 0.1, EMD on raw residuals):
 * ``negatives-32``: 32 images per batch (62 negatives per anchor instead of 30; twice the crops,
   so twice the cost per step: the report shows each cell's wall time).
 
-**Report.** ``--report FILE`` (default ``OUT/study.md``) and ``FILE.json``: per variant, the mean
-over seeds (and each seed) of the validation PSNR without labels and after fine-tuning, at both
+**Report.** ``--report-dir DIR`` (default ``OUT/report``): ``study.md`` and ``study.json`` and, per
+seed, ``seed<s>/`` with that seed's benchmark report, results, config, log and figures. Seeds may run in
+separate invocations (``--seeds 0``, later ``--seeds 1``): the report aggregates every seed folder
+of DIR made with the same variants, budgets and validation images. Per variant: the mean over
+seeds (and each seed) of the validation PSNR without labels and after fine-tuning, at both
 noises, beside scratch with the same 4 labels. Residual Contrastive Learning: Dong et al., IJCAI
 2022, arXiv 2106.10070.
 
@@ -164,10 +167,10 @@ def render(rows: dict, seeds: list[int], command: str, val_names: list[str], cpu
         return f"**{m:.2f}** ({per})" if len(seeds) > 1 else f"{m:.2f}"
 
     md = ["# RCL variants at the converged budget, on a Train400 validation split", "",
-          f"Command: `{command}`", "",
+          f"Command (the last invocation; each seed's own is in `seed<s>/study.json`): `{command}`", "",
           f"Validation images ({len(val_names)}, never trained on): every tenth Train400 file in name order. "
           f"Seeds {', '.join(map(str, seeds))} (pre-training and fine-tuning); cells: mean over seeds "
-          f"(per seed). {cpu}. Each cell's wall time: the time section of `OUT/seed<s>/report.md`.", "",
+          f"(per seed). {cpu}. Each cell's wall time: the time section of `seed<s>/report.md`.", "",
           "| variant | overrides | " + " | ".join(f"0 labels, {n}" for n in NOISES) + " | "
           + " | ".join(f"4 labels, {n}" for n in NOISES) + " |",
           "|---|---|" + "---:|" * (2 * len(NOISES))]
@@ -183,13 +186,43 @@ def render(rows: dict, seeds: list[int], command: str, val_names: list[str], cpu
     return "\n".join(md) + "\n"
 
 
+def _atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def study_key(budget: dict, val_names: list[str]) -> dict:
+    """What makes two seeds' results comparable: the variants, noises, budgets and validation images."""
+    return {"variants": VARIANTS, "noises": NOISES, "budget": budget, "validation_images": val_names}
+
+
+def collect(report_dir: Path, key: dict) -> dict[int, Path]:
+    """The seed folders of ``report_dir`` made under ``key`` (others are skipped, with a note)."""
+    runs = {}
+    for d in sorted(report_dir.glob("seed*")):
+        try:
+            meta = json.loads((d / "study.json").read_text())
+            seed = int(meta["seed"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if meta.get("key") != json.loads(json.dumps(key)):
+            print(f"note: {d} was made with other variants, budgets or validation images; not aggregated")
+            continue
+        runs[seed] = d
+    return dict(sorted(runs.items()))
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--train", type=Path, required=True, help="folder of clean grayscale training images (Train400)")
     ap.add_argument("--out", type=Path, required=True, help="work folder (resumable)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--report", type=Path, default=None, help="Markdown report (default OUT/study.md); JSON beside it")
+    ap.add_argument("--report-dir", type=Path, default=None,
+                    help="folder of the report (default OUT/report): study.md, study.json and, per seed, the "
+                         "benchmark's report, results, config, log and figures; the report aggregates every seed "
+                         "folder there that was made with the same variants and budgets (seeds may be run apart)")
     ap.add_argument("--smoke", action="store_true", help="a tiny run (30 images, a few steps) to check the plumbing")
     args = ap.parse_args(argv)
     if any(s < 0 for s in args.seeds) or len(set(args.seeds)) != len(args.seeds):
@@ -199,16 +232,22 @@ def main(argv=None) -> None:
     if not args.train.is_dir():
         fail(f"--train {args.train}: not a folder")
     out = args.out.resolve()
-    report = (args.report or out / "study.md").resolve()
+    report_dir = (args.report_dir or out / "report").resolve()
     train_root = args.train.resolve()
-    for what, p in (("--out", out), ("--report", report)):
+    for what, p in (("--out", out), ("--report-dir", report_dir)):
         if p == train_root or train_root in p.parents:
             fail(f"{what} {p}: inside the training folder {train_root}, an input")
+        if p.exists() and not p.is_dir():
+            fail(f"{what} {p}: exists and is not a folder")
     budget = SMOKE if args.smoke else FULL
     list_training(train_root, budget["train_limit"])  # refused before anything is written
     out.mkdir(parents=True, exist_ok=True)
     train, val, val_names = make_split(train_root, out, budget["train_limit"])
-    runs = {}
+    key = study_key(budget, val_names)
+    from rcl.benchmark.report import cpu_name
+
+    command = "OMP_NUM_THREADS={t} python benchmarks/consistency_study.py {a}".format(
+        t=args.threads, a=" ".join(sys.argv[1:] if argv is None else argv))
     for seed in args.seeds:
         cfg_path = out / f"seed{seed}.yaml"
         cfg_path.write_text(yaml.safe_dump(config(seed, train, val, budget), sort_keys=False))
@@ -217,24 +256,26 @@ def main(argv=None) -> None:
                "--save-every", "500"]
         print("+", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
-        runs[seed] = run
+        dest = report_dir / f"seed{seed}"
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in sorted(run.iterdir()):  # the benchmark's report, results, config, log and figures
+            if f.is_file() and f.suffix in (".md", ".json", ".yaml", ".log", ".png"):
+                tmp = dest / (f.name + ".tmp")
+                tmp.write_bytes(f.read_bytes())
+                os.replace(tmp, dest / f.name)
+        _atomic(dest / "study.json", json.dumps({"seed": seed, "command": command,
+                                                 "cpu": f"{cpu_name()}, {args.threads} thread(s)",
+                                                 "key": key}, indent=1))
+    runs = collect(report_dir, key)
     rows = aggregate(runs)
-    from rcl.benchmark.report import cpu_name
-
-    command = "OMP_NUM_THREADS={t} python benchmarks/consistency_study.py {a}".format(
-        t=args.threads, a=" ".join(sys.argv[1:] if argv is None else argv))
-    text = render(rows, args.seeds, command, val_names, f"{cpu_name()}, {args.threads} thread(s)")
-    report.parent.mkdir(parents=True, exist_ok=True)
-    tmp = report.with_name(report.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, report)
-    js = report.with_suffix(".json")
-    tmp = js.with_name(js.name + ".tmp")
-    tmp.write_text(json.dumps({"seeds": args.seeds, "variants": VARIANTS, "validation_images": val_names,
-                               "rows": {k: {n: {w: {str(s): v for s, v in d.items()} for w, d in nd.items()}
-                                            for n, nd in r.items()} for k, r in rows.items()}}, indent=1))
-    os.replace(tmp, js)
-    print(f"report: {report}")
+    cpus = sorted({json.loads((d / "study.json").read_text())["cpu"] for d in runs.values()})
+    text = render(rows, list(runs), command, val_names, "; ".join(cpus))
+    _atomic(report_dir / "study.md", text)
+    _atomic(report_dir / "study.json", json.dumps(
+        {"seeds": list(runs), "variants": VARIANTS, "validation_images": val_names,
+         "rows": {k: {n: {w: {str(s): v for s, v in d.items()} for w, d in nd.items()} for n, nd in r.items()}
+                  for k, r in rows.items()}}, indent=1))
+    print(f"report: {report_dir / 'study.md'}")
 
 
 if __name__ == "__main__":

@@ -112,3 +112,14 @@ def test_too_few_images_is_refused(tmp_path):
     proc = subprocess.run([sys.executable, str(SCRIPT), "--train", str(data), "--out", str(tmp_path / "o")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "5 image(s)" in proc.stderr and not (tmp_path / "o").exists()
+
+
+def test_collect_aggregates_only_seeds_made_the_same_way(study, tmp_path, capsys):
+    key = study.study_key(study.FULL, ["a.png"])
+    for seed, k in ((0, key), (1, key), (2, study.study_key(study.SMOKE, ["a.png"]))):
+        d = tmp_path / f"seed{seed}"
+        d.mkdir()
+        (d / "study.json").write_text(json.dumps({"seed": seed, "key": k, "cpu": "x"}))
+    (tmp_path / "seed9").mkdir()  # no study.json: not a seed folder
+    assert list(study.collect(tmp_path, key)) == [0, 1]
+    assert "seed2 was made with other variants" in capsys.readouterr().out
