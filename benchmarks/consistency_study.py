@@ -80,6 +80,22 @@ def fail(msg: str) -> None:
     raise SystemExit(2)
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        fail(message)
+
+
+def _path(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path")
+    return Path(text)
+
+
+def _inside(a: Path, b: Path) -> bool:
+    """``a`` is ``b`` or lies inside it (resolved paths)."""
+    return a == b or b in a.parents
+
+
 def list_training(train: Path, limit: int | None) -> list[Path]:
     """The training folder's images sorted by name (the first ``limit``); fails on fewer than 20."""
     from rcl.data.io import list_images
@@ -103,6 +119,9 @@ def make_split(train: Path, out: Path, limit: int | None) -> tuple[Path, Path, l
         d = out / "split" / part
         d.mkdir(parents=True, exist_ok=True)
         want = {f.name: f.resolve() for f in chosen}
+        for link in d.iterdir():  # only links made by this script are ever removed
+            if not link.is_symlink():
+                fail(f"{link}: not a link made by this script; {d} holds only links to the training images")
         for link in d.iterdir():  # a rerun with other data: drop links that no longer belong
             if link.name not in want or link.resolve() != want[link.name]:
                 link.unlink()
@@ -214,31 +233,43 @@ def collect(report_dir: Path, key: dict) -> dict[int, Path]:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--train", type=Path, required=True, help="folder of clean grayscale training images (Train400)")
-    ap.add_argument("--out", type=Path, required=True, help="work folder (resumable)")
+    ap = _Parser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--train", type=_path, required=True, help="folder of clean grayscale training images (Train400)")
+    ap.add_argument("--out", type=_path, required=True, help="work folder (resumable)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--report-dir", type=Path, default=None,
+    ap.add_argument("--report-dir", type=_path, default=None,
                     help="folder of the report (default OUT/report): study.md, study.json and, per seed, the "
                          "benchmark's report, results, config, log and figures; the report aggregates every seed "
                          "folder there that was made with the same variants and budgets (seeds may be run apart)")
     ap.add_argument("--smoke", action="store_true", help="a tiny run (30 images, a few steps) to check the plumbing")
     args = ap.parse_args(argv)
-    if any(s < 0 for s in args.seeds) or len(set(args.seeds)) != len(args.seeds):
-        fail(f"--seeds must be distinct integers >= 0, got {args.seeds}")
-    if args.threads < 1:
-        fail(f"--threads must be >= 1, got {args.threads}")
+    from rcl.configs import MAX_SEED
+
+    if any(not 0 <= s <= MAX_SEED for s in args.seeds) or len(set(args.seeds)) != len(args.seeds):
+        fail(f"--seeds must be distinct integers from 0 to {MAX_SEED}, got {args.seeds}")
+    if not 1 <= args.threads <= 1024:
+        fail(f"--threads must be from 1 to 1024, got {args.threads}")
     if not args.train.is_dir():
         fail(f"--train {args.train}: not a folder")
     out = args.out.resolve()
     report_dir = (args.report_dir or out / "report").resolve()
     train_root = args.train.resolve()
     for what, p in (("--out", out), ("--report-dir", report_dir)):
-        if p == train_root or train_root in p.parents:
+        if _inside(p, train_root):
             fail(f"{what} {p}: inside the training folder {train_root}, an input")
+        if _inside(train_root, p):
+            fail(f"--train {train_root}: inside {what} {p}, which this script writes into")
         if p.exists() and not p.is_dir():
             fail(f"{what} {p}: exists and is not a folder")
+        parent = p.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            fail(f"{what} {p}: cannot be created ({parent} is not a writable folder)")
+    if report_dir == out or _inside(report_dir, out / "split") or any(_inside(report_dir, out / f"seed{s}")
+                                                                       for s in args.seeds):
+        fail(f"--report-dir {report_dir}: the work folder or a folder the runs write into; choose another")
     budget = SMOKE if args.smoke else FULL
     list_training(train_root, budget["train_limit"])  # refused before anything is written
     out.mkdir(parents=True, exist_ok=True)
@@ -252,10 +283,12 @@ def main(argv=None) -> None:
         cfg_path = out / f"seed{seed}.yaml"
         cfg_path.write_text(yaml.safe_dump(config(seed, train, val, budget), sort_keys=False))
         run = out / f"seed{seed}"
-        cmd = ["rcl", "benchmark", str(cfg_path), "-o", str(run), "--threads", str(args.threads), "--no-progress",
+        cmd = [sys.executable, "-m", "rcl", "benchmark", str(cfg_path), "-o", str(run), "--threads", str(args.threads), "--no-progress",
                "--save-every", "500"]
         print("+", " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True)
+        proc = subprocess.run(cmd)
+        if proc.returncode:  # rcl printed its own one-line error
+            raise SystemExit(proc.returncode)
         dest = report_dir / f"seed{seed}"
         dest.mkdir(parents=True, exist_ok=True)
         for f in sorted(run.iterdir()):  # the benchmark's report, results, config, log and figures

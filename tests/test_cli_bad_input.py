@@ -331,6 +331,16 @@ OPTION_CASES = {
                             "--contrastive-warmup: Input should be a finite number"),
     "pretrain-warmup-big": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--contrastive-warmup", "1.5"],
                             "--contrastive-warmup"),
+    # an output named like an image inside an input folder would be read as an input later
+    "evaluate-json-image-in-input": (["evaluate", "{ckpt}", "--data", "{good}", "--json", "{good}/x.png"],
+                                     "would be read as an input image"),
+    "finetune-log-image-in-input": (["finetune", "{good}", "-o", "{out}/m.safetensors", "--log", "{good}/x.png"],
+                                    "--log has an image suffix"),
+    # a pre-training whose loss is identically 0, or whose logits overflow
+    "pretrain-zero-loss": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--consistency", "none",
+                            "--contrastive-weight", "0"], "the loss would be 0"),
+    "pretrain-temperature-tiny": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--temperature", "1e-300"],
+                                  "--temperature"),
     # real pairs exclude a synthetic noise model
     "finetune-noisy-and-noise": (["finetune", "{good}", "-o", "{out}/m.safetensors", "--noisy", "{good}",
                                   "--noise", "gaussian:25"], "--noise gaussian:25 and --noisy exclude each other"),
@@ -348,7 +358,7 @@ def test_bad_options(corpus, tmp_path, name):
     subs = {"{ckpt}": str(corpus["ckpt"]), "{good}": str(corpus["good"]), "{out}": str(out), "{gif}": str(gif),
             "{rgb}": str(corpus["rgb"])}
     args = [a if a not in subs else subs[a] for a in args]
-    args = [a.replace("{out}", str(out)) for a in args]
+    args = [a.replace("{out}", str(out)).replace("{good}", str(corpus["good"])) for a in args]
     before = _digest(corpus["root"])
     res = runner.invoke(app, args)
     _assert_one_line_error(res, culprit)

@@ -285,3 +285,26 @@ def test_finetune_says_why_validation_did_not_run(tmp_path, extra, why):
     res = runner.invoke(app, ["finetune", str(data), "-o", str(tmp_path / "m.safetensors"), *TINY_FT, *extra])
     assert res.exit_code == 0, res.output
     assert f"no validation ({why}): the last step's weights" in res.output
+
+
+@pytest.mark.parametrize("how", ["symlink", "copy"])
+@pytest.mark.parametrize("command", ["finetune", "evaluate"])
+def test_pairs_of_a_clean_image_with_itself_are_refused(tmp_path, how, command):
+    """A 'noisy' folder of links to (or copies of) the clean images holds no noisy image."""
+    import shutil
+
+    clean, noisy = tmp_path / "clean", tmp_path / "noisy"
+    noisy.mkdir()
+    for i in range(2):
+        write_image(clean / f"{i}.png", torch.rand(1, 24, 24))
+        if how == "symlink":
+            (noisy / f"{i}.png").symlink_to(clean / f"{i}.png")
+        else:
+            shutil.copy(clean / f"{i}.png", noisy / f"{i}.png")
+    out = tmp_path / "m.safetensors"
+    args = (["finetune", str(clean), "-o", str(out), "--noisy", str(noisy), *TINY_FT] if command == "finetune" else
+            ["evaluate", "pretrained:gray", "--noisy", str(noisy), "--clean", str(clean)])
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert ("is the same file as its clean image" if how == "symlink" else "identical to its clean image") in res.output
+    assert str(noisy / "0.png") in res.output and not out.exists()

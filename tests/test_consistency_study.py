@@ -92,12 +92,16 @@ def test_aggregate_and_render(study, tmp_path):
     assert "**25.50**" in center and center.rstrip().endswith("— | — |")
 
 
-@pytest.mark.parametrize("args, culprit", [(["--seeds", "0", "0"], "--seeds"), (["--threads", "0"], "--threads"),
-                                           (["--out", "{data}/inside"], "inside the training folder")])
+@pytest.mark.parametrize("args, culprit", [
+    (["--seeds", "0", "0"], "--seeds"), (["--threads", "0"], "--threads"), (["--threads", "5000"], "--threads"),
+    (["--seeds", "99999999999999999999"], "--seeds"), (["--seeds", "1.5"], "--seeds"), (["--threads", "x"], "--threads"),
+    (["--out", "{data}/inside"], "inside the training folder"), (["--out", ""], "--out"),
+    (["--out", "{tmp}"], "inside --out"), (["--report-dir", "{tmp}/out/split/val"], "--report-dir"),
+    (["--report-dir", "{tmp}/out"], "--report-dir"), (["--out", "{data}/img000.png/sub"], "--out")])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, args, culprit):
     data = _images(tmp_path / "data", 3)
     out = tmp_path / "out"
-    args = [a.replace("{data}", str(data)) for a in args]
+    args = [a.replace("{data}", str(data)).replace("{tmp}", str(tmp_path)) for a in args]
     if "--out" not in args:
         args += ["--out", str(out)]
     proc = subprocess.run([sys.executable, str(SCRIPT), "--train", str(data), *args], capture_output=True, text=True,
@@ -123,3 +127,18 @@ def test_collect_aggregates_only_seeds_made_the_same_way(study, tmp_path, capsys
     (tmp_path / "seed9").mkdir()  # no study.json: not a seed folder
     assert list(study.collect(tmp_path, key)) == [0, 1]
     assert "seed2 was made with other variants" in capsys.readouterr().out
+
+
+def test_never_removes_a_file_it_did_not_make(study, tmp_path):
+    """A training folder that is the work folder's split folder: refused; a plain file in a split
+    folder: refused, and left where it was."""
+    data = _images(tmp_path / "out" / "split" / "val", 25)
+    before = sorted(p.name for p in data.iterdir())
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--train", str(data), "--out", str(tmp_path / "out"),
+                           "--smoke"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "inside --out" in proc.stderr
+    assert sorted(p.name for p in data.iterdir()) == before
+    other = _images(tmp_path / "data", 25)
+    with pytest.raises(SystemExit):
+        study.make_split(other, tmp_path / "out", None)
+    assert sorted(p.name for p in data.iterdir()) == before

@@ -21,8 +21,9 @@ class UsageError(ValueError):
 def _format_validation(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "value"
-        parts.append(f"--{loc.replace('_', '-')}: {err['msg']}")
+        loc = ".".join(str(x) for x in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"--{loc.replace('_', '-')}: {msg}" if loc else msg)  # a check of several options: no name
     return "; ".join(parts)
 
 
@@ -354,10 +355,18 @@ def check_replace(path: Path, what: str, overwrite: bool) -> None:
 
 def check_outputs(outputs: dict[str, Optional[Path]], inputs: list[Optional[Path]],
                   overwrite: bool = False) -> None:
-    """Outputs (name → path) must be writable files, distinct, never one of the inputs, and new
-    unless ``overwrite``."""
+    """Outputs (name → path) must be writable files, distinct, never one of the inputs, never an
+    image-suffixed file inside an input folder (it would be read as an input), and new unless
+    ``overwrite``."""
+    from ..data.io import IMAGE_SUFFIXES
+
     given = {k: v for k, v in outputs.items() if v is not None}
     ins = _input_files(inputs)
+    in_dirs = {p.resolve() for p in inputs if p is not None and p.is_dir()}
+    for what, path in given.items():  # a file named like an image in an input folder becomes an input
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.resolve().parent in in_dirs:
+            raise UsageError(f"{path}: {what} has an image suffix inside the input folder {path.parent}, where it "
+                             f"would be read as an input image; choose another name or folder")
     seen: dict[Path, str] = {}
     for what, path in given.items():
         check_writable_target(path, what)

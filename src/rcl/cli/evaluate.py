@@ -53,9 +53,14 @@ def _load_pairs(noisy: Path, clean: Path, channels: Optional[int], min_size: int
     """Real pairs matched by file name (:func:`rcl.data.real_pairs.matched_pairs`: unmatched names
     and sizes refused) as two ImageSets in the same order."""
     from ..data.datasets import load_image_set
+    import torch
+
     from ..data.real_pairs import matched_pairs
 
     pairs = matched_pairs(noisy, clean)
+    for pair in pairs:
+        if pair.noisy.resolve() == pair.clean.resolve():
+            raise UsageError(f"{pair.noisy}: is the same file as its clean image {pair.clean}")
     ys, xs = (load_image_set(folder, channels=channels, min_size=min_size, min_size_reason=why)
               for folder in (noisy, clean))
     if not (ys.names == xs.names == [p.name for p in pairs]):  # the same listing rule: cannot differ
@@ -64,6 +69,8 @@ def _load_pairs(noisy: Path, clean: Path, channels: Optional[int], min_size: int
         if y.shape[0] != x.shape[0]:
             raise UsageError(f"{noisy / name}: {y.shape[0]} channel(s), but its clean image {clean / name} has "
                              f"{x.shape[0]}; use --channels 1 or 3")
+        if torch.equal(y, x):
+            raise UsageError(f"{noisy / name}: identical to its clean image {clean / name}; there is no noise to score")
     return ys, xs
 
 

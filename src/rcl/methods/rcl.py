@@ -101,7 +101,7 @@ class RCLConfig(PDConfig):
         batch_images: B distinct images per batch; each gives two crops (2B crops in all).
         crop_size: side p of the square crops, in pixels.
         lr: Adam learning rate (cosine-decayed to 1 % over the run).
-        temperature: τ of the residual NT-Xent.
+        temperature: τ of the residual NT-Xent (≥ 0.001: smaller values overflow the logits).
         contrastive_weight: weight w_c of the contrastive term.
         consistency: consistency variant (blindspot, fidelity, recorruption, neighbor, none; see
             :mod:`rcl.losses.consistency`).
@@ -123,7 +123,7 @@ class RCLConfig(PDConfig):
     batch_images: int = Field(16, ge=2)
     crop_size: int = Field(48, ge=8)
     lr: float = Field(1e-3, gt=0, le=1)
-    temperature: float = Field(0.1, gt=0)
+    temperature: float = Field(0.1, ge=1e-3)
     contrastive_weight: float = Field(0.01, ge=0)
     consistency: Literal["blindspot", "fidelity", "recorruption", "neighbor", "none"] = "blindspot"
     consistency_weight: float = Field(1.0, ge=0)
@@ -143,6 +143,13 @@ class RCLConfig(PDConfig):
         if self.consistency == "neighbor" and self.crop_size % 2:
             raise ValueError(f"the neighbor consistency term sub-samples 2×2 cells: crop_size must be even, "
                              f"got {self.crop_size}")
+        return self
+
+    @model_validator(mode="after")
+    def _some_term_is_on(self):
+        if self.contrastive_weight == 0 and (self.consistency == "none" or self.consistency_weight == 0):
+            raise ValueError("the contrastive weight is 0 and the consistency term is off (consistency none or "
+                             "weight 0): the loss would be 0 and training would change nothing")
         return self
 
     @model_validator(mode="after")

@@ -267,7 +267,8 @@ def train(model: nn.Module, method, steps: int, lr: float, seed: int = 0,
                     pending = []
                     for r in rows:
                         if not math.isfinite(r.get("loss", 0.0)):
-                            raise FloatingPointError(f"{label}: loss is {r['loss']} at step {r['step']}")
+                            raise FloatingPointError(f"{label}: loss is {r['loss']} at step {r['step']} (a learning rate, "
+                                                     f"loss weight or temperature out of scale?)")
                     history.extend(rows)
                     if fh is not None:
                         if writer is None:
