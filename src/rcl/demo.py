@@ -132,7 +132,7 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
         rcl_method, supervised = get_method("rcl"), get_method("supervised")
         pcfg = RCLConfig(steps=p["pretrain_steps"], batch_images=p["batch_images"], crop_size=p["crop"],
                               seed=seed)
-        print(f"[1/4] RCL pre-training on {len(noisy_train)} noisy photos (no labels), {pcfg.steps} steps",
+        print(f"[1/5] RCL pre-training on {len(noisy_train)} noisy photos (no labels), {pcfg.steps} steps",
               flush=True)
         pre = fit(task, rcl_method, noisy_train, pcfg, mcfg, log_path=work / "pretrain_log.csv", progress=progress,
                   desc="pretrain (RCL)", engine=engine)
@@ -142,18 +142,18 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
 
         fcfg = FinetuneConfig(steps=p["finetune_steps"], batch_size=p["batch_size"], crop_size=p["ft_crop"],
                               lr=p["lr"], label_fraction=fraction_for_label_count(1, len(train_clean)), seed=seed)
-        print(f"[2/4] fine-tuning with 1 labelled photo from the RCL weights, {fcfg.steps} steps", flush=True)
+        print(f"[2/5] fine-tuning with 1 labelled photo from the RCL weights, {fcfg.steps} steps", flush=True)
         res = fit(task, supervised, train_clean, fcfg, mcfg, init=rcl_model, noise=noise,
                   log_path=work / "finetune_rcl_log.csv", progress=progress, desc="finetune (RCL init)", engine=engine)
         tuned, h_tuned, labelled = res.model, res.history, res.labelled
-        print(f"[3/4] fine-tuning with the same photo from scratch, {fcfg.steps} steps", flush=True)
+        print(f"[3/5] fine-tuning with the same photo from scratch, {fcfg.steps} steps", flush=True)
         res = fit(task, supervised, train_clean, fcfg, mcfg, init=None, noise=noise,
                   log_path=work / "finetune_scratch_log.csv", progress=progress, desc="finetune (scratch)", engine=engine)
         scratch, h_scratch = res.model, res.history
         shipped = _shipped_gray(mcfg)
         h_shipped = None
         if shipped is not None:
-            print(f"[3b/4] fine-tuning with the same photo from the shipped RCL network (pretrained:gray), "
+            print(f"[4/5] fine-tuning with the same photo from the shipped RCL network (pretrained:gray), "
                   f"{fcfg.steps} steps", flush=True)
             res = fit(task, supervised, train_clean, fcfg, mcfg, init=shipped, noise=noise,
                       log_path=work / "finetune_shipped_log.csv", progress=progress, desc="finetune (shipped init)",
@@ -168,7 +168,7 @@ def run_demo(out: Path | None = None, quick: bool = False, seed: int = 0, progre
                             init="pretrained:gray", init_stage="pretrain", noise="gaussian:5-50",
                             training=fcfg.model_dump(), labelled_images=labelled)
 
-        print(f"[4/4] evaluating on {len(test_clean)} held-out photos", flush=True)
+        print(f"[5/5] evaluating on {len(test_clean)} held-out photos", flush=True)
         noisy_test, sigma_test = make_noisy_test_set(test_clean, noise, seed=0)
         methods = {"RCL only (0 labels)": rcl_method.predictor(rcl_model, pcfg),
                    "scratch + 1 label": supervised.predictor(scratch, fcfg),

@@ -28,7 +28,7 @@ _NoArgsIsHelp = getattr(_parser_errors, "NoArgsIsHelpError", type("_NeverRaised"
 
 
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    return " ".join(str(text).split()).replace(": Value error, ", ": ")  # pydantic's prefix (enum choices)
 
 
 class _OneLineErrors(TyperGroup):

@@ -137,7 +137,7 @@ CompileOpt = Annotated[bool, typer.Option(help="Run the network through torch.co
 SaveEveryOpt = Annotated[Optional[int], typer.Option(min=1, help="Write a resumable training state every N steps "
                                                                 "(OUT with .state.safetensors).")]
 ResumeOpt = Annotated[Optional[Path], path_option(help="Continue from a training state written by --save-every.")]
-LogEveryOpt = Annotated[int, typer.Option(min=0, help="Steps between plain log lines (0: about 20 per run).")]
+LogEveryOpt = Annotated[int, typer.Option(min=0, help="Steps between plain log lines (0: every ⌈steps/20⌉, at most 20 per run).")]
 
 
 def set_threads(threads: Optional[int]) -> None:

@@ -75,7 +75,8 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
+        n = torch.get_num_threads()
+        return f"cpu ({n} thread{'' if n == 1 else 's'})"
     return str(device)
 
 
@@ -106,7 +107,7 @@ class Engine:
         resume: a training state to continue from.
         progress: show a progress bar when stderr is a terminal; otherwise (or False) print a plain
             log line every ``log_every`` steps.
-        log_every: steps between plain log lines (0: about 20 lines per run; −1: none).
+        log_every: steps between plain log lines (0: every ⌈steps/20⌉ steps, at most 20 lines per run; −1: none).
         handle_signals: SIGTERM / SIGINT stop the run after the current step (saving a state when
             ``save_every`` is on), raising :class:`TrainingStopped`.
         announce: print one line (device, precision, ranks, resumed step) when training starts.

@@ -211,7 +211,7 @@ def train(model: nn.Module, method, steps: int, lr: float, seed: int = 0,
     summed = tuple(getattr(method, "summed_logs", ("loss",)))
     flush_every = 1 if device.type == "cpu" else 25
     show_bar = progress and main and sys.stderr.isatty()
-    log_every = engine.log_every or max(1, steps // 20)
+    log_every = engine.log_every or -(-steps // 20)  # default: at most 20 lines per run
     label = desc or getattr(method, "name", "train")
     fh = writer = part = None
     if log_path is not None and main:
