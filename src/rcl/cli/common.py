@@ -363,16 +363,15 @@ def check_outputs(outputs: dict[str, Optional[Path]], inputs: list[Optional[Path
     given = {k: v for k, v in outputs.items() if v is not None}
     ins = _input_files(inputs)
     in_dirs = {p.resolve() for p in inputs if p is not None and p.is_dir()}
-    for what, path in given.items():  # a file named like an image in an input folder becomes an input
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.resolve().parent in in_dirs:
-            raise UsageError(f"{path}: {what} has an image suffix inside the input folder {path.parent}, where it "
-                             f"would be read as an input image; choose another name or folder")
     seen: dict[Path, str] = {}
     for what, path in given.items():
         check_writable_target(path, what)
         r = path.resolve()
         if r in ins:
             raise UsageError(f"{path}: {what} would overwrite an input file; choose another name")
+        if path.suffix.lower() in IMAGE_SUFFIXES and r.parent in in_dirs:  # it would become an input
+            raise UsageError(f"{path}: {what} has an image suffix inside the input folder {path.parent}, where it "
+                             f"would be read as an input image; choose another name or folder")
         if r in seen:
             raise UsageError(f"{path}: given as both {seen[r]} and {what}")
         seen[r] = what
