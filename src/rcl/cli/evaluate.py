@@ -52,9 +52,9 @@ def _check_sources(data: Optional[Path], noisy: Optional[Path], clean: Optional[
 def _load_pairs(noisy: Path, clean: Path, channels: Optional[int], min_size: int, why: Optional[str]):
     """Real pairs matched by file name (:func:`rcl.data.real_pairs.matched_pairs`: unmatched names
     and sizes refused) as two ImageSets in the same order."""
-    from ..data.datasets import load_image_set
     import torch
 
+    from ..data.datasets import load_image_set
     from ..data.real_pairs import matched_pairs
 
     pairs = matched_pairs(noisy, clean)

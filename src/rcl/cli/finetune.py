@@ -77,13 +77,13 @@ def finetune(
 
     Denoising by default; the other tasks (see --task) take their own options.
     """
+    import torch
+
     from ..checkpoint import load_checkpoint, save_checkpoint
     from ..distributed import is_main
     from ..data.datasets import load_image_set
     from ..data.noise import parse_noise_spec
     from ..methods import Supervised
-    import torch
-
     from ..methods.supervised import fraction_for_label_count
     from ..models import ModelConfig
     from ..tasks import TASKS, TaskFieldError
