@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -205,12 +204,6 @@ def render(rows: dict, seeds: list[int], command: str, val_names: list[str], cpu
     return "\n".join(md) + "\n"
 
 
-def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def study_key(budget: dict, val_names: list[str]) -> dict:
     """What makes two seeds' results comparable: the variants, noises, budgets and validation images."""
     return {"variants": VARIANTS, "noises": NOISES, "budget": budget, "validation_images": val_names}
@@ -244,6 +237,7 @@ def main(argv=None) -> None:
                          "folder there that was made with the same variants and budgets (seeds may be run apart)")
     ap.add_argument("--smoke", action="store_true", help="a tiny run (30 images, a few steps) to check the plumbing")
     args = ap.parse_args(argv)
+    from rcl.cli.common import UsageError, check_creatable
     from rcl.configs import MAX_SEED
 
     if any(not 0 <= s <= MAX_SEED for s in args.seeds) or len(set(args.seeds)) != len(args.seeds):
@@ -262,11 +256,10 @@ def main(argv=None) -> None:
             fail(f"--train {train_root}: inside {what} {p}, which this script writes into")
         if p.exists() and not p.is_dir():
             fail(f"{what} {p}: exists and is not a folder")
-        parent = p.parent
-        while not parent.exists():
-            parent = parent.parent
-        if not parent.is_dir() or not os.access(parent, os.W_OK):
-            fail(f"{what} {p}: cannot be created ({parent} is not a writable folder)")
+        try:
+            check_creatable(p, what)  # the CLI's rule: a writable ancestor folder, outside the package
+        except UsageError as exc:
+            fail(str(exc))
     if report_dir == out or _inside(report_dir, out / "split") or any(_inside(report_dir, out / f"seed{s}")
                                                                        for s in args.seeds):
         fail(f"--report-dir {report_dir}: the work folder or a folder the runs write into; choose another")
@@ -275,7 +268,9 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     train, val, val_names = make_split(train_root, out, budget["train_limit"])
     key = study_key(budget, val_names)
+    from rcl.benchmark.cells import atomic_text as _atomic
     from rcl.benchmark.report import cpu_name
+    from rcl.data.io import atomic_write_bytes
 
     command = "OMP_NUM_THREADS={t} python benchmarks/consistency_study.py {a}".format(
         t=args.threads, a=" ".join(sys.argv[1:] if argv is None else argv))
@@ -293,9 +288,7 @@ def main(argv=None) -> None:
         dest.mkdir(parents=True, exist_ok=True)
         for f in sorted(run.iterdir()):  # the benchmark's report, results, config, log and figures
             if f.is_file() and f.suffix in (".md", ".json", ".yaml", ".log", ".png"):
-                tmp = dest / (f.name + ".tmp")
-                tmp.write_bytes(f.read_bytes())
-                os.replace(tmp, dest / f.name)
+                atomic_write_bytes(dest / f.name, lambda tmp, f=f: tmp.write_bytes(f.read_bytes()))
         _atomic(dest / "study.json", json.dumps({"seed": seed, "command": command,
                                                  "cpu": f"{cpu_name()}, {args.threads} thread(s)",
                                                  "key": key}, indent=1))
