@@ -193,11 +193,3 @@ def test_polyu_pairs_and_split_are_scene_disjoint():
             words = [{parse_name(n).scene.casefold() for n in p} for p in split]
             assert not (words[0] & words[1]) and not (words[0] & words[2]) and not (words[1] & words[2])
             assert scenes == words
-
-
-def test_matched_pairs_refuses_a_link_to_the_clean_file(tmp_path):
-    _write(tmp_path / "clean" / "a.png")
-    (tmp_path / "noisy").mkdir()
-    (tmp_path / "noisy" / "a.png").symlink_to(tmp_path / "clean" / "a.png")
-    with pytest.raises(ValueError, match="noisy/a.png: is the same file as its clean image"):
-        matched_pairs(tmp_path / "noisy", tmp_path / "clean")

@@ -58,6 +58,9 @@ def _load_pairs(noisy: Path, clean: Path, channels: Optional[int], min_size: int
     from ..data.real_pairs import matched_pairs
 
     pairs = matched_pairs(noisy, clean)
+    for pair in pairs:
+        if pair.noisy.resolve() == pair.clean.resolve():
+            raise UsageError(f"{pair.noisy}: is the same file as its clean image {pair.clean}")
     ys, xs = (load_image_set(folder, channels=channels, min_size=min_size, min_size_reason=why)
               for folder in (noisy, clean))
     if not (ys.names == xs.names == [p.name for p in pairs]):  # the same listing rule: cannot differ

@@ -120,7 +120,9 @@ def finetune(
         if not noisy.is_dir() or not data.is_dir():
             raise UsageError(f"{noisy if not noisy.is_dir() else data}: not a folder; --noisy pairs a folder of "
                              f"noisy images with the folder DATA of their clean images by file name")
-        matched_pairs(noisy, data)  # names the first file without a partner, of another size, or a link to its clean file
+        for pair in matched_pairs(noisy, data):  # names the first file without a partner, or of another size
+            if pair.noisy.resolve() == pair.clean.resolve():
+                raise UsageError(f"{pair.noisy}: is the same file as its clean image {pair.clean}")
         pairs = load_image_set(noisy, channels=channels, min_size=crop_size)
         if pairs.names != images.names:  # the same listing rule: cannot differ
             raise UsageError(f"{noisy}: file names must match those of {data} one to one")

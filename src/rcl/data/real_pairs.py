@@ -145,8 +145,8 @@ def matched_pairs(noisy_dir: str | os.PathLike, clean_dir: str | os.PathLike) ->
 
     Raises:
         FileNotFoundError / NotADirectoryError / ValueError: a folder is missing or holds no image.
-        ValueError: a file without a partner of the same name in the other folder, a pair whose
-            sizes differ, or a noisy file that is its clean file (a link); the message names the file(s).
+        ValueError: a file without a partner of the same name in the other folder, or a pair whose
+            sizes differ; the message names the file(s).
         ImageReadError: a file that is not a readable image.
     """
     noisy = {p.name: p for p in list_images(noisy_dir)}
@@ -164,8 +164,6 @@ def matched_pairs(noisy_dir: str | os.PathLike, clean_dir: str | os.PathLike) ->
         a, b = image_size(noisy[name]), image_size(clean[name])
         if a != b:
             raise ValueError(f"{noisy[name]}: {a[0]}×{a[1]} px, but its clean image {clean[name]} is {b[0]}×{b[1]} px")
-        if noisy[name].resolve() == clean[name].resolve():  # a link to the clean image, or the same folder
-            raise ValueError(f"{noisy[name]}: is the same file as its clean image {clean[name]}")
         pairs.append(Pair(name, noisy[name], clean[name]))
     return pairs
 
