@@ -308,3 +308,29 @@ def test_pairs_of_a_clean_image_with_itself_are_refused(tmp_path, how, command):
     assert res.exit_code == 2, res.output
     assert ("is the same file as its clean image" if how == "symlink" else "identical to its clean image") in res.output
     assert str(noisy / "0.png") in res.output and not out.exists()
+
+
+@pytest.mark.parametrize("command", ["finetune", "evaluate"])
+def test_rgba_file_among_gray_noisy_images_is_named_without_a_warning_first(tmp_path, command):
+    """An RGBA file in a folder of grayscale noisy images: the one error line names the RGBA file
+    (not the next ordinary one), and no 'alpha channel dropped' warning comes before it."""
+    import numpy as np
+    from PIL import Image
+
+    clean, noisy = tmp_path / "clean", tmp_path / "noisy"
+    noisy.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        write_image(clean / f"{i}.png", torch.rand(1, 24, 24))
+        if i == 0:
+            Image.fromarray(rng.integers(0, 256, (24, 24, 4), dtype=np.uint8), mode="RGBA").save(noisy / "0.png")
+        else:
+            write_image(noisy / f"{i}.png", torch.rand(1, 24, 24))
+    out = tmp_path / "m.safetensors"
+    args = (["finetune", str(clean), "-o", str(out), "--noisy", str(noisy), *TINY_FT] if command == "finetune" else
+            ["evaluate", "pretrained:gray", "--noisy", str(noisy), "--clean", str(clean)])
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert str(noisy / "0.png") in res.output and "has 3 channel(s)" in res.output
+    assert "alpha" not in res.output and res.output.count("error:") == 1
+    assert not out.exists()

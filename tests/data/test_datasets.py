@@ -208,6 +208,40 @@ def test_load_image_set_folder(tmp_path):
     assert single.names == ["b.png"] and single.channels == 3
 
 
+def _write_rgba(path, h=12, w=14, seed=0):
+    import numpy as np
+    from PIL import Image
+
+    rgba = np.random.default_rng(seed).integers(0, 256, (h, w, 4), dtype=np.uint8)
+    Image.fromarray(rgba, mode="RGBA").save(path)
+
+
+def test_load_image_set_mixed_channels_names_the_odd_file_without_warnings(tmp_path):
+    """An RGBA file among grayscale ones: the error names the RGBA file (the rarer channel count),
+    not the next ordinary file, and the 'alpha channel dropped' warning is not printed before it."""
+    import warnings
+
+    g = _gen(0)
+    _write_rgba(tmp_path / "a_rgba.png")
+    for name in ("b.png", "c.png", "d.png"):
+        write_image(tmp_path / name, torch.rand(1, 12, 14, generator=g))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(ImageReadError, match=r"a_rgba\.png: has 3 channel\(s\) but 3 other image\(s\)") as exc:
+            load_image_set(tmp_path)
+    assert "b.png" in str(exc.value) and "--channels" in str(exc.value)
+    assert not [w for w in seen if "alpha" in str(w.message)]
+    # the odd file may come last, too
+    (tmp_path / "a_rgba.png").unlink()
+    _write_rgba(tmp_path / "z_rgba.png")
+    with pytest.raises(ImageReadError, match=r"z_rgba\.png: has 3 channel\(s\)"):
+        load_image_set(tmp_path)
+    # converted, the folder loads, and the warning comes once, after the check
+    with pytest.warns(UserWarning, match=r"z_rgba\.png: alpha channel dropped"):
+        s = load_image_set(tmp_path, channels=1)
+    assert s.channels == 1 and len(s) == 4
+
+
 def test_load_image_set_too_small_names_file(tmp_path):
     write_image(tmp_path / "big.png", torch.rand(1, 40, 40, generator=_gen()))
     write_image(tmp_path / "tiny_one.png", torch.rand(1, 40, 12, generator=_gen()))

@@ -87,7 +87,7 @@ def test_open_refuses_like_load_image_set(tmp_path):
     d = _folder(tmp_path / "d", n=2)
     write_image(d / "z_rgb.png", _img(3, 40, 40, 5))
     for fn in (load_image_set, FileImageSet.open):
-        with pytest.raises(ImageReadError, match=r"z_rgb\.png: has 3 channel\(s\) but im0\.png has 1"):
+        with pytest.raises(ImageReadError, match=r"z_rgb\.png: has 3 channel\(s\) but 2 other image\(s\) of the folder, e\.g\. im0\.png, have 1"):
             fn(d)
     with pytest.raises(ImageReadError) as mem:
         load_image_set(d, channels=1, min_size=36)

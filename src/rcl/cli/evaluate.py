@@ -51,26 +51,19 @@ def _check_sources(data: Optional[Path], noisy: Optional[Path], clean: Optional[
 
 def _load_pairs(noisy: Path, clean: Path, channels: Optional[int], min_size: int, why: Optional[str]):
     """Real pairs matched by file name (:func:`rcl.data.real_pairs.matched_pairs`: unmatched names
-    and sizes refused) as two ImageSets in the same order."""
-    import torch
-
+    and sizes refused; :func:`~rcl.data.real_pairs.check_pair_images`: channels, sizes, identical
+    pixels) as two ImageSets in the same order."""
     from ..data.datasets import load_image_set
-    from ..data.real_pairs import matched_pairs
+    from ..data.real_pairs import check_pair_files, check_pair_images, matched_pairs
 
     pairs = matched_pairs(noisy, clean)
-    for pair in pairs:
-        if pair.noisy.resolve() == pair.clean.resolve():
-            raise UsageError(f"{pair.noisy}: is the same file as its clean image {pair.clean}")
+    check_pair_files(pairs)
     ys, xs = (load_image_set(folder, channels=channels, min_size=min_size, min_size_reason=why)
               for folder in (noisy, clean))
     if not (ys.names == xs.names == [p.name for p in pairs]):  # the same listing rule: cannot differ
         raise UsageError(f"{noisy} and {clean}: the images read differ from the pairs matched by file name")
     for name, y, x in zip(ys.names, ys.images, xs.images):
-        if y.shape[0] != x.shape[0]:
-            raise UsageError(f"{noisy / name}: {y.shape[0]} channel(s), but its clean image {clean / name} has "
-                             f"{x.shape[0]}; use --channels 1 or 3")
-        if torch.equal(y, x):
-            raise UsageError(f"{noisy / name}: identical to its clean image {clean / name}; there is no noise to score")
+        check_pair_images(noisy / name, clean / name, y, x)
     return ys, xs
 
 

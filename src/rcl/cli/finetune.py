@@ -77,7 +77,6 @@ def finetune(
 
     Denoising by default; the other tasks (see --task) take their own options.
     """
-    import torch
 
     from ..checkpoint import load_checkpoint, save_checkpoint
     from ..distributed import is_main
@@ -115,27 +114,17 @@ def finetune(
     images, noise_model = load_training_images(data, noise, channels, crop_size)
     pairs = None
     if noisy is not None:
-        from ..data.real_pairs import matched_pairs
+        from ..data.real_pairs import check_pair_files, check_pair_images, matched_pairs
 
         if not noisy.is_dir() or not data.is_dir():
             raise UsageError(f"{noisy if not noisy.is_dir() else data}: not a folder; --noisy pairs a folder of "
                              f"noisy images with the folder DATA of their clean images by file name")
-        for pair in matched_pairs(noisy, data):  # names the first file without a partner, or of another size
-            if pair.noisy.resolve() == pair.clean.resolve():
-                raise UsageError(f"{pair.noisy}: is the same file as its clean image {pair.clean}")
+        check_pair_files(matched_pairs(noisy, data))  # names the first file without a partner, or of another size
         pairs = load_image_set(noisy, channels=channels, min_size=crop_size)
         if pairs.names != images.names:  # the same listing rule: cannot differ
             raise UsageError(f"{noisy}: file names must match those of {data} one to one")
         for a, b, name in zip(images.images, pairs.images, images.names):
-            if a.shape[0] != b.shape[0]:
-                raise UsageError(f"{noisy / name}: {b.shape[0]} channel(s), but its clean image {data / name} has "
-                                 f"{a.shape[0]}; use --channels 1 or 3")
-            if a.shape != b.shape:
-                raise UsageError(f"{noisy / name}: {b.shape[-1]}×{b.shape[-2]} px, but its clean image {data / name} "
-                                 f"is {a.shape[-1]}×{a.shape[-2]} px")
-            if torch.equal(a, b):
-                raise UsageError(f"{noisy / name}: identical to its clean image {data / name}; a pair must hold a "
-                                 f"noisy image")
+            check_pair_images(noisy / name, data / name, b, a)
     if labels is not None:  # the count goes through the fraction's one selection (rcl.training.labelled_subset)
         what = f"{data} and {noisy} have {len(images)} noisy/clean pair(s)" if pairs is not None else \
             f"{data} has {len(images)} image(s)"

@@ -8,6 +8,7 @@ seed gives the same batches on CPU.
 from __future__ import annotations
 
 import os
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,31 @@ class ImageSet:
         return [(im.shape[1], im.shape[2]) for im in self.images]
 
 
+def check_one_channel_count(paths, counts) -> None:
+    """Refuse a folder whose images mix channel counts, naming the first file of the rarer count
+    (on a tie, the first file's count is taken as the folder's).
+
+    Args:
+        paths: the files, in listing order.
+        counts: the channel count of each file (after any alpha channel is dropped).
+
+    Raises:
+        ImageReadError: the counts differ; the message names the odd file, an ordinary one, and the
+            ``--channels`` option that converts.
+    """
+    tally: dict[int, int] = {}
+    for c in counts:
+        tally[c] = tally.get(c, 0) + 1
+    if len(tally) < 2:
+        return
+    usual = max(tally, key=lambda c: (tally[c], c == counts[0]))
+    odd = next(i for i, c in enumerate(counts) if c != usual)
+    first_usual = next(i for i, c in enumerate(counts) if c == usual)
+    raise ImageReadError(f"{paths[odd]}: has {counts[odd]} channel(s) but {tally[usual]} other image(s) of the "
+                         f"folder, e.g. {Path(paths[first_usual]).name}, have {usual}; pass --channels 1 or "
+                         f"--channels 3 to convert")
+
+
 def load_image_set(path: str | os.PathLike, channels: int | None = None, min_size: int = 1,
                    limit: int | None = None, min_size_reason: str | None = None) -> ImageSet:
     """Load one image file or every image of a folder.
@@ -86,17 +112,23 @@ def load_image_set(path: str | os.PathLike, channels: int | None = None, min_siz
     paths = image_paths(path)
     if limit is not None:
         paths = paths[:limit]
-    images, names = [], []
-    for p in paths:
-        img, _ = read_image(p)
-        if min(img.shape[1:]) < min_size:
-            reason = min_size_reason or f"the crop size {min_size}; use a smaller --crop-size or drop the file"
-            raise ImageReadError(f"{p}: image is {img.shape[2]}×{img.shape[1]}, smaller than {reason}")
-        if channels is None and images and img.shape[0] != images[0].shape[0]:
-            raise ImageReadError(f"{p}: has {img.shape[0]} channel(s) but {paths[0].name} has "
-                                 f"{images[0].shape[0]}; pass --channels 1 or --channels 3 to convert")
-        images.append(match_channels(img, channels, str(p)))
-        names.append(Path(p).name)
+    images, counts = [], []
+    # Warnings (e.g. an alpha channel dropped) are shown only once every file has been read and
+    # checked: a refused folder gives its one error, naming the odd file, and nothing else.
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for p in paths:
+            img, _ = read_image(p)
+            if min(img.shape[1:]) < min_size:
+                reason = min_size_reason or f"the crop size {min_size}; use a smaller --crop-size or drop the file"
+                raise ImageReadError(f"{p}: image is {img.shape[2]}×{img.shape[1]}, smaller than {reason}")
+            counts.append(img.shape[0])
+            images.append(match_channels(img, channels, str(p)))  # converted at once: one image at a time in memory
+        if channels is None:
+            check_one_channel_count(paths, counts)
+    for w in seen:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    names = [Path(p).name for p in paths]
     return ImageSet(images, names)
 
 

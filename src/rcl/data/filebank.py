@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .datasets import ImageSet, gather_crops, image_seed, load_image_set, match_channels
+from .datasets import ImageSet, check_one_channel_count, gather_crops, image_seed, load_image_set, match_channels
 from .io import (TIFF_SUFFIXES, ImageReadError, _check_declared, _pillow_limit_lifted, _quiet_tifffile,
                  image_paths, read_image)
 from .noise import NoiseModel
@@ -176,7 +176,7 @@ class FileImageSet:
         paths = image_paths(path)
         if channels not in (None, 1, 3):
             raise ValueError(f"channels must be 1, 3 or None, got {channels!r}")
-        sizes, common = [], None
+        sizes, counts = [], []
         for p in paths:
             head = read_header(p)
             if head is None:  # decode it once
@@ -187,11 +187,11 @@ class FileImageSet:
             if min(h, w) < min_size:
                 reason = min_size_reason or f"the crop size {min_size}; use a smaller --crop-size or drop the file"
                 raise ImageReadError(f"{p}: image is {w}×{h}, smaller than {reason}")
-            if channels is None and common is not None and c != common:
-                raise ImageReadError(f"{p}: has {c} channel(s) but {paths[0].name} has "
-                                     f"{common}; pass --channels 1 or --channels 3 to convert")
-            common = c if common is None else common
+            counts.append(c)
             sizes.append((h, w))
+        if channels is None:
+            check_one_channel_count(paths, counts)
+        common = counts[0]
         return cls(paths, [p.name for p in paths], sizes, channels or common, convert=channels is not None)
 
     def __len__(self) -> int:

@@ -168,6 +168,41 @@ def matched_pairs(noisy_dir: str | os.PathLike, clean_dir: str | os.PathLike) ->
     return pairs
 
 
+def check_pair_files(pairs: Sequence[Pair]) -> None:
+    """Refuse a pair whose noisy and clean paths are one file (a symbolic link, say).
+
+    Raises:
+        ValueError: names the noisy file and its clean partner.
+    """
+    for pair in pairs:
+        if Path(pair.noisy).resolve() == Path(pair.clean).resolve():
+            raise ValueError(f"{pair.noisy}: is the same file as its clean image {pair.clean}")
+
+
+def check_pair_images(noisy_path, clean_path, noisy, clean) -> None:
+    """Refuse a decoded (noisy, clean) pair that cannot be scored or trained on.
+
+    Args:
+        noisy_path, clean_path: the files, for the message.
+        noisy, clean: (C, H, W) tensors of the pair as read.
+
+    Raises:
+        ValueError: the channel counts differ (with the ``--channels`` hint), the sizes differ, or
+            the two images are identical pixel for pixel (there is no noise in the pair).
+    """
+    import torch
+
+    if noisy.shape[0] != clean.shape[0]:
+        raise ValueError(f"{noisy_path}: {noisy.shape[0]} channel(s), but its clean image {clean_path} has "
+                         f"{clean.shape[0]}; use --channels 1 or 3")
+    if noisy.shape != clean.shape:
+        raise ValueError(f"{noisy_path}: {noisy.shape[-1]}×{noisy.shape[-2]} px, but its clean image {clean_path} "
+                         f"is {clean.shape[-1]}×{clean.shape[-2]} px")
+    if torch.equal(noisy, clean):
+        raise ValueError(f"{noisy_path}: identical to its clean image {clean_path}; a pair must hold a noisy "
+                         f"image")
+
+
 class SceneSplit(NamedTuple):
     """File names per part (sorted); no scene has crops in two parts."""
 
