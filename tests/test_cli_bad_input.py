@@ -341,6 +341,10 @@ OPTION_CASES = {
                             "--contrastive-weight", "0"], "the loss would be 0"),
     "pretrain-temperature-tiny": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--temperature", "1e-300"],
                                   "--temperature"),
+    "pretrain-consistency-weight-huge": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--consistency-weight",
+                                          "1e300"], "--consistency-weight: Input should be less than or equal to"),
+    "pretrain-contrastive-weight-huge": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--contrastive-weight",
+                                          "1e7"], "--contrastive-weight: Input should be less than or equal to"),
     # real pairs exclude a synthetic noise model
     "finetune-noisy-and-noise": (["finetune", "{good}", "-o", "{out}/m.safetensors", "--noisy", "{good}",
                                   "--noise", "gaussian:25"], "--noise gaussian:25 and --noisy exclude each other"),

@@ -22,6 +22,10 @@ from ..losses.masking import check_pd_crop
 from ..losses.rcl import RCLLoss
 from .base import Method, Predictor, check_crop, register_method
 
+# The largest loss weight accepted: far above any useful value (the defaults are 0.01 and 1); much
+# larger weights overflow float32 in the loss or in Adam's squared gradients.
+MAX_LOSS_WEIGHT = 1e6
+
 PD_FIELDS = ("pd_stride", "pd_stride_inference")
 
 
@@ -102,10 +106,11 @@ class RCLConfig(PDConfig):
         crop_size: side p of the square crops, in pixels.
         lr: Adam learning rate (cosine-decayed to 1 % over the run).
         temperature: τ of the residual NT-Xent (≥ 0.001: smaller values overflow the logits).
-        contrastive_weight: weight w_c of the contrastive term.
+        contrastive_weight: weight w_c of the contrastive term (0 to MAX_LOSS_WEIGHT = 1e6; a larger
+            weight overflows the float32 loss).
         consistency: consistency variant (blindspot, fidelity, recorruption, neighbor, none; see
             :mod:`rcl.losses.consistency`).
-        consistency_weight: λ.
+        consistency_weight: λ (0 to 1e6).
         neighbor_gamma: final γ of the ``neighbor`` term's regulariser (ramped linearly from 0 over
             the run, as in Neighbor2Neighbor).
         contrastive_warmup: fraction of the run over which the contrastive weight ramps linearly
@@ -124,10 +129,10 @@ class RCLConfig(PDConfig):
     crop_size: int = Field(48, ge=8)
     lr: float = Field(1e-3, gt=0, le=1)
     temperature: float = Field(0.1, ge=1e-3)
-    contrastive_weight: float = Field(0.01, ge=0)
+    contrastive_weight: float = Field(0.01, ge=0, le=MAX_LOSS_WEIGHT)
     consistency: Literal["blindspot", "fidelity", "recorruption", "neighbor", "none"] = "blindspot"
-    consistency_weight: float = Field(1.0, ge=0)
-    neighbor_gamma: float = Field(2.0, ge=0)
+    consistency_weight: float = Field(1.0, ge=0, le=MAX_LOSS_WEIGHT)
+    neighbor_gamma: float = Field(2.0, ge=0, le=MAX_LOSS_WEIGHT)
     contrastive_warmup: float = Field(0.0, ge=0, le=1)
     center_residuals: bool = False
     similarity: Literal["emd", "l2", "cosine"] = "emd"
