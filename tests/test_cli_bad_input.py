@@ -319,9 +319,12 @@ OPTION_CASES = {
                                  "--pattern applies to --task jdd only"),
     # a pre-training the task's fine-tuning could not use is refused before training
     "pretrain-jdd-dncnn": (["pretrain", "{rgb}", "-o", "{out}/m.safetensors", "--task", "jdd", "--arch", "dncnn",
-                            "--steps", "2", "--width", "4", "--depth", "1", "--crop-size", "16"], "U-Net body"),
+                            "--steps", "2", "--width", "4", "--depth", "2", "--crop-size", "16"], "U-Net body"),
     "pretrain-sr-dncnn": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--task", "sr", "--arch", "dncnn",
-                           "--steps", "2", "--width", "4", "--depth", "1", "--crop-size", "16"], "--arch dncnn"),
+                           "--steps", "2", "--width", "4", "--depth", "2", "--crop-size", "16"], "--arch dncnn"),
+    "pretrain-dncnn-depth-1": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--arch", "dncnn", "--depth", "1",
+                                "--crop-size", "16"],
+                               "--depth: a DnCNN has at least 2 conv layers"),
     # a folder of noisy images that is the folder of clean ones
     "finetune-noisy-is-data": (["finetune", "{good}", "-o", "{out}/m.safetensors", "--noisy", "{good}"],
                                "is DATA's own folder"),
@@ -345,6 +348,10 @@ OPTION_CASES = {
                                           "1e300"], "--consistency-weight: Input should be less than or equal to"),
     "pretrain-contrastive-weight-huge": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--contrastive-weight",
                                           "1e7"], "--contrastive-weight: Input should be less than or equal to"),
+    "pretrain-weight-underflows": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--contrastive-weight", "0",
+                                    "--consistency-weight", "1e-50"], "--consistency-weight: 1e-50 is 0 in float32"),
+    "pretrain-temperature-huge": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--temperature", "1e30"],
+                                  "--temperature: Input should be less than or equal to 1000"),
     # real pairs exclude a synthetic noise model
     "finetune-noisy-and-noise": (["finetune", "{good}", "-o", "{out}/m.safetensors", "--noisy", "{good}",
                                   "--noise", "gaussian:25"], "--noise gaussian:25 and --noisy exclude each other"),

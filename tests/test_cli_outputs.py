@@ -334,3 +334,44 @@ def test_rgba_file_among_gray_noisy_images_is_named_without_a_warning_first(tmp_
     assert str(noisy / "0.png") in res.output and "has 3 channel(s)" in res.output
     assert "alpha" not in res.output and res.output.count("error:") == 1
     assert not out.exists()
+
+
+def test_evaluate_refuses_a_pair_identical_at_8_bits(tmp_path):
+    """A 16-bit 'noisy' image that is its 8-bit clean image ×257 + 1 scores an infinite PSNR: refused."""
+    import numpy as np
+    import tifffile
+
+    clean, noisy = tmp_path / "clean", tmp_path / "noisy"
+    noisy.mkdir()
+    clean.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        c = rng.integers(0, 255, (24, 24), dtype=np.uint8)
+        tifffile.imwrite(clean / f"{i}.tif", c)
+        tifffile.imwrite(noisy / f"{i}.tif", c.astype(np.uint16) * 257 + 1)
+    res = runner.invoke(app, ["evaluate", "pretrained:gray", "--noisy", str(noisy), "--clean", str(clean)])
+    assert res.exit_code == 2, res.output
+    assert f"{noisy / '0.tif'}: identical to its clean image {clean / '0.tif'} at 8-bit precision" in res.output
+
+
+@pytest.mark.parametrize("command", ["finetune", "evaluate"])
+def test_warnings_of_one_folder_wait_for_the_other_folders_check(tmp_path, command):
+    """RGBA clean images (alpha dropped: a warning each) and a noisy folder that mixes channel
+    counts: the one error line comes alone."""
+    import numpy as np
+    from PIL import Image
+
+    clean, noisy = tmp_path / "clean", tmp_path / "noisy"
+    clean.mkdir()
+    noisy.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (24, 24, 4), dtype=np.uint8), mode="RGBA").save(clean / f"{i}.png")
+        write_image(noisy / f"{i}.png", torch.rand(1 if i == 1 else 3, 24, 24))
+    out = tmp_path / "m.safetensors"
+    args = (["finetune", str(clean), "-o", str(out), "--noisy", str(noisy), *TINY_FT] if command == "finetune" else
+            ["evaluate", "pretrained:colour", "--noisy", str(noisy), "--clean", str(clean)])
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2, res.output
+    assert f"{noisy / '1.png'}: has 1 channel(s)" in res.output
+    assert "alpha" not in res.output and res.output.count("error:") == 1

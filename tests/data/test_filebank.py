@@ -66,6 +66,60 @@ def test_header_of_alpha_and_palette_images(tmp_path):
     assert FileImageSet.open(tmp_path / "c.png").channels == 1
 
 
+def test_header_of_16bit_grey_alpha_png_and_palette_tiff(tmp_path):
+    """Pillow opens a 16-bit grey + alpha PNG in mode RGBA: the header's channel count comes from
+    the PNG's own colour type (1 channel read), not from Pillow's mode. A palette TIFF is decoded."""
+    import png
+    import tifffile
+
+    rng = np.random.default_rng(3)
+    la = rng.integers(0, 65536, (21, 26, 2), dtype=np.uint16)
+    with open(tmp_path / "la16.png", "wb") as fh:
+        png.Writer(26, 21, greyscale=True, alpha=True, bitdepth=16).write(fh, la.reshape(21, -1))
+    with pytest.warns(UserWarning, match="alpha channel dropped"):
+        img, _ = read_image(tmp_path / "la16.png")
+    assert read_header(tmp_path / "la16.png") == (21, 26, img.shape[0]) == (21, 26, 1)
+    cmap = np.zeros((3, 256), np.uint16)
+    cmap[0, 1] = 65535
+    tifffile.imwrite(tmp_path / "pal.tif", rng.integers(0, 2, (21, 26), dtype=np.uint8), photometric="palette",
+                     colormap=cmap)
+    assert read_header(tmp_path / "pal.tif") is None  # its channels depend on its colours
+    # a folder of 16-bit grey + alpha PNGs and an 8-bit grey PNG is one channel throughout
+    write_image(tmp_path / "z.png", _img(1, 21, 26, 0))
+    (tmp_path / "pal.tif").unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert FileImageSet.open(tmp_path).channels == 1 == load_image_set(tmp_path).channels
+
+
+def test_open_decoding_a_header_less_file_does_not_warn(tmp_path):
+    """A palette PNG with transparency is decoded once at open for its size and channels; its
+    'alpha channel dropped' warning waits until its pixels are decoded for use (no warning before
+    an error about another file, none twice)."""
+    rgb = np.random.default_rng(4).integers(0, 256, (30, 30, 3), dtype=np.uint8)
+    pal = Image.fromarray(rgb).convert("P")
+    pal.info["transparency"] = 0
+    pal.save(tmp_path / "a.png", transparency=0)
+    write_image(tmp_path / "b.png", _img(1, 30, 10, 1))  # too small for the crop
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(ImageReadError, match=r"b\.png: image is 10×30, smaller than"):
+            FileImageSet.open(tmp_path, channels=3, min_size=16)
+        FileImageSet.open(tmp_path, channels=3, min_size=8)
+    assert not seen
+
+
+def test_channel_mismatch_names_every_odd_file(tmp_path):
+    """A 2–2 tie takes the first file's count as the folder's, and the message lists every file of
+    the other count (fixing only the first would give a second error)."""
+    for name, c in (("a.png", 1), ("b.png", 3), ("c.png", 1), ("d.png", 3)):
+        write_image(tmp_path / name, _img(c, 20, 20, 0))
+    for fn in (load_image_set, FileImageSet.open):
+        with pytest.raises(ImageReadError, match=r"b\.png: has 3 channel\(s\) but 2 other image\(s\) of the folder, "
+                                                 r"e\.g\. a\.png, have 1 \(2 file\(s\) differ from them: b\.png, d\.png\)"):
+            fn(tmp_path)
+
+
 def test_open_reads_no_pixels_and_matches_the_memory_set(tmp_path, monkeypatch):
     d = _folder(tmp_path / "d", n=3, c=3)
     import rcl.data.filebank as fb

@@ -2,6 +2,7 @@
 
 import gc
 import os
+import re
 import warnings
 
 import numpy as np
@@ -363,3 +364,49 @@ def test_quantize():
     assert q16.dtype == np.uint16 and q16.shape == (2, 2, 3) and (q16 == 65535).all()
     with pytest.raises(ValueError):
         quantize(torch.zeros(4, 4))
+
+
+# ---------------------------------------------------------------- TIFF colour spaces
+
+def test_tiff_min_is_white_is_inverted(tmp_path):
+    import tifffile
+
+    g = np.random.default_rng(0).integers(0, 256, (10, 12), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "mw.tif", g, photometric="miniswhite")
+    img, _ = read_image(tmp_path / "mw.tif")
+    assert img.shape == (1, 10, 12)
+    assert np.array_equal(np.rint(img[0].numpy() * 255).astype(np.uint8), 255 - g)  # 0 is white in the file
+
+
+def test_tiff_palette_is_looked_up(tmp_path):
+    """A palette TIFF's indices go through its colour map (TIFF's 16-bit entries of an 8-bit
+    palette come back as 8-bit values); a grey palette gives one channel."""
+    import tifffile
+
+    idx = np.random.default_rng(1).integers(0, 4, (10, 12), dtype=np.uint8)
+    colours = np.array([[0, 255, 0, 10], [0, 0, 255, 10], [0, 0, 0, 10]])  # black, red, green, dark grey
+    cmap = np.zeros((3, 256), np.uint16)
+    cmap[:, :4] = colours * 257
+    tifffile.imwrite(tmp_path / "pal.tif", idx, photometric="palette", colormap=cmap)
+    img, info = read_image(tmp_path / "pal.tif")
+    assert img.shape == (3, 10, 12) and info.bit_depth == 8
+    expect = colours[:, idx] / 255.0  # (3, H, W)
+    assert np.allclose(img.numpy(), expect, atol=1e-6)
+    grey = np.zeros((3, 256), np.uint16)
+    grey[:, :4] = np.array([0, 60, 120, 255]) * 257
+    tifffile.imwrite(tmp_path / "grey.tif", idx, photometric="palette", colormap=grey)
+    img, _ = read_image(tmp_path / "grey.tif")
+    assert img.shape == (1, 10, 12)
+    assert np.allclose(img[0].numpy(), np.array([0, 60, 120, 255])[idx] / 255.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("photometric, samples, name", [("separated", 4, "SEPARATED (CMYK)"), ("ycbcr", 3, "YCBCR")])
+def test_tiff_other_colour_spaces_refused(tmp_path, photometric, samples, name):
+    """CMYK and uncompressed YCbCr TIFFs were read as RGB (K taken for alpha, Y/Cb/Cr as R/G/B)."""
+    import tifffile
+
+    arr = np.random.default_rng(2).integers(0, 256, (10, 12, samples), dtype=np.uint8)
+    kw = {"subsampling": (1, 1)} if photometric == "ycbcr" else {}
+    tifffile.imwrite(tmp_path / "x.tif", arr, photometric=photometric, **kw)
+    with pytest.raises(ImageReadError, match=rf"x\.tif: TIFF colour space {re.escape(name)} is not supported"):
+        read_image(tmp_path / "x.tif")

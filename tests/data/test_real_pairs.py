@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from rcl.data.io import write_image
-from rcl.data.real_pairs import (Pair, PolyUName, image_size, matched_pairs, parse_name, scene_key,
-                                 scene_split)
+from rcl.data.real_pairs import (Pair, PolyUName, check_pair_files, check_pair_images, image_size, matched_pairs,
+                                 parse_name, scene_key, scene_split)
 
 POLYU = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "PolyU"
 needs_polyu = pytest.mark.skipif(not (POLYU / "noisy").is_dir() or not (POLYU / "clean").is_dir(),
@@ -108,6 +108,38 @@ def _check_disjoint(split, names, by="scene"):
     scenes = [{scene_key(n, by) for n in p} for p in parts]
     assert not (scenes[0] & scenes[1]) and not (scenes[0] & scenes[2]) and not (scenes[1] & scenes[2])
     return scenes
+
+
+
+def test_check_pair_files_refuses_one_file(tmp_path):
+    write_image(tmp_path / "clean.png", torch.rand(1, 8, 8))
+    (tmp_path / "link.png").symlink_to(tmp_path / "clean.png")
+    check_pair_files([Pair("a.png", tmp_path / "clean.png", tmp_path / "other.png")])
+    with pytest.raises(ValueError, match=r"link\.png: is the same file as its clean image"):
+        check_pair_files([Pair("a.png", tmp_path / "link.png", tmp_path / "clean.png")])
+
+
+def test_check_pair_images():
+    g = torch.Generator().manual_seed(0)
+    clean = torch.randint(0, 255, (1, 8, 8), generator=g) / 255.0  # 8-bit values
+    noisy = (clean + 0.05 * torch.randn(1, 8, 8, generator=g)).clamp(0, 1)
+    check_pair_images("n", "c", noisy, clean, scored=True)  # a real pair passes
+    with pytest.raises(ValueError, match="n: 3 channel\\(s\\), but its clean image c has 1; use --channels"):
+        check_pair_images("n", "c", noisy.expand(3, -1, -1), clean)
+    with pytest.raises(ValueError, match="n: 7×8 px, but its clean image c is 8×8 px"):
+        check_pair_images("n", "c", noisy[..., :7], clean)
+    with pytest.raises(ValueError, match="n: identical to its clean image c; a pair must hold a noisy image"):
+        check_pair_images("n", "c", clean.clone(), clean)
+    # float rounding (BT.601 luma of a grey image stored as RGB differs by ~6e-8) is no noise
+    rounded = clean + 6e-8
+    assert not torch.equal(rounded, clean)
+    with pytest.raises(ValueError, match="identical to its clean image c;"):
+        check_pair_images("n", "c", rounded, clean)
+    # a difference below half an 8-bit step: a training pair (16-bit data), but not a scoreable one
+    sub8 = clean + 1.0 / 65535
+    check_pair_images("n", "c", sub8, clean)
+    with pytest.raises(ValueError, match="identical to its clean image c at 8-bit precision"):
+        check_pair_images("n", "c", sub8, clean, scored=True)
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -137,8 +137,11 @@ def test_build_model_from_config():
     d = build_model(ModelConfig(arch="dncnn", in_channels=3, out_channels=3, width=8, depth=5))
     assert isinstance(d, DnCNN)
     assert len([c for c in d.modules() if isinstance(c, nn.Conv2d)]) == 5
-    d0 = build_model(ModelConfig(arch="dncnn", depth=0, width=4))
-    assert len([c for c in d0.modules() if isinstance(c, nn.Conv2d)]) == 2
+    d2 = build_model(ModelConfig(arch="dncnn", depth=2, width=4))
+    assert len([c for c in d2.modules() if isinstance(c, nn.Conv2d)]) == 2
+    for depth in (0, 1):  # refused, not silently built with 2 layers while the config says fewer
+        with pytest.raises(ValueError, match="at least 2 conv layers"):
+            ModelConfig(arch="dncnn", depth=depth, width=4)
     with pytest.raises(ValueError):
         build_model(ModelConfig(arch="dncnn", in_channels=1, out_channels=3))
 

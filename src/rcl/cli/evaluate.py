@@ -54,16 +54,18 @@ def _load_pairs(noisy: Path, clean: Path, channels: Optional[int], min_size: int
     and sizes refused; :func:`~rcl.data.real_pairs.check_pair_images`: channels, sizes, identical
     pixels) as two ImageSets in the same order."""
     from ..data.datasets import load_image_set
+    from ..data.io import held_warnings
     from ..data.real_pairs import check_pair_files, check_pair_images, matched_pairs
 
     pairs = matched_pairs(noisy, clean)
     check_pair_files(pairs)
-    ys, xs = (load_image_set(folder, channels=channels, min_size=min_size, min_size_reason=why)
-              for folder in (noisy, clean))
-    if not (ys.names == xs.names == [p.name for p in pairs]):  # the same listing rule: cannot differ
-        raise UsageError(f"{noisy} and {clean}: the images read differ from the pairs matched by file name")
-    for name, y, x in zip(ys.names, ys.images, xs.images):
-        check_pair_images(noisy / name, clean / name, y, x)
+    with held_warnings():  # an error about either folder comes alone, without the other's warnings
+        ys, xs = (load_image_set(folder, channels=channels, min_size=min_size, min_size_reason=why)
+                  for folder in (noisy, clean))
+        if not (ys.names == xs.names == [p.name for p in pairs]):  # the same listing rule: cannot differ
+            raise UsageError(f"{noisy} and {clean}: the images read differ from the pairs matched by file name")
+        for name, y, x in zip(ys.names, ys.images, xs.images):
+            check_pair_images(noisy / name, clean / name, y, x, scored=True)
     return ys, xs
 
 

@@ -26,6 +26,28 @@ def _from_scratch(what: str):
     return typer.Option(help=f"{what} when training from scratch.")
 
 
+def _load_images_and_pairs(data: Path, noisy: Optional[Path], noise: str, channels: Optional[int], crop_size: int):
+    """The clean training images, their noise model and, with ``noisy``, the noisy images paired
+    with them by file name (checked by :mod:`rcl.data.real_pairs`)."""
+    from ..data.datasets import load_image_set
+
+    images, noise_model = load_training_images(data, noise, channels, crop_size)
+    if noisy is None:
+        return images, noise_model, None
+    from ..data.real_pairs import check_pair_files, check_pair_images, matched_pairs
+
+    if not noisy.is_dir() or not data.is_dir():
+        raise UsageError(f"{noisy if not noisy.is_dir() else data}: not a folder; --noisy pairs a folder of "
+                         f"noisy images with the folder DATA of their clean images by file name")
+    check_pair_files(matched_pairs(noisy, data))  # names the first file without a partner, or of another size
+    pairs = load_image_set(noisy, channels=channels, min_size=crop_size)
+    if pairs.names != images.names:  # the same listing rule: cannot differ
+        raise UsageError(f"{noisy}: file names must match those of {data} one to one")
+    for a, b, name in zip(images.images, pairs.images, images.names):
+        check_pair_images(noisy / name, data / name, b, a)
+    return images, noise_model, pairs
+
+
 @errors_to_exit
 def finetune(
     data: Annotated[Path, path_argument(help="Folder of clean training images (the labels).")],
@@ -77,10 +99,9 @@ def finetune(
 
     Denoising by default; the other tasks (see --task) take their own options.
     """
-
     from ..checkpoint import load_checkpoint, save_checkpoint
+    from ..data.io import held_warnings
     from ..distributed import is_main
-    from ..data.datasets import load_image_set
     from ..data.noise import parse_noise_spec
     from ..methods import Supervised
     from ..methods.supervised import fraction_for_label_count
@@ -111,20 +132,8 @@ def finetune(
     if noisy is None and not parse_noise_spec(noise).synthetic:
         raise UsageError("--noise real needs --noisy (noisy/clean pairs); or give a synthetic --noise")
     task_check(the_task.check_crop_size, crop_size)
-    images, noise_model = load_training_images(data, noise, channels, crop_size)
-    pairs = None
-    if noisy is not None:
-        from ..data.real_pairs import check_pair_files, check_pair_images, matched_pairs
-
-        if not noisy.is_dir() or not data.is_dir():
-            raise UsageError(f"{noisy if not noisy.is_dir() else data}: not a folder; --noisy pairs a folder of "
-                             f"noisy images with the folder DATA of their clean images by file name")
-        check_pair_files(matched_pairs(noisy, data))  # names the first file without a partner, or of another size
-        pairs = load_image_set(noisy, channels=channels, min_size=crop_size)
-        if pairs.names != images.names:  # the same listing rule: cannot differ
-            raise UsageError(f"{noisy}: file names must match those of {data} one to one")
-        for a, b, name in zip(images.images, pairs.images, images.names):
-            check_pair_images(noisy / name, data / name, b, a)
+    with held_warnings():  # an error about either folder comes alone, without the other's warnings
+        images, noise_model, pairs = _load_images_and_pairs(data, noisy, noise, channels, crop_size)
     if labels is not None:  # the count goes through the fraction's one selection (rcl.training.labelled_subset)
         what = f"{data} and {noisy} have {len(images)} noisy/clean pair(s)" if pairs is not None else \
             f"{data} has {len(images)} image(s)"

@@ -88,7 +88,7 @@ def restore(
 ):
     # the help (docstring) is set below, from the tasks
     from ..checkpoint import load_checkpoint
-    from ..data.io import check_output_format, read_image, write_image
+    from ..data.io import check_output_format, held_warnings, read_image, write_image
     from ..evaluation.inference import MEMORY_ENV, auto_tile, default_inference_bytes, predict, tile_overlap
     from ..tasks import task_from_metadata
 
@@ -118,8 +118,7 @@ def restore(
     # one image is in memory at a time).
     # Warnings of this check (e.g. an alpha channel dropped) are shown only once every input has
     # passed it: a refused run prints its one error line and nothing else.
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
+    with held_warnings():
         for p, dest in plan:
             img, info = read_image(p)
             try:
@@ -128,8 +127,6 @@ def restore(
                 raise UsageError(f"{exc} ({checkpoint.name} is a {task.describe()} model)") from None
             check_output_format(dest, info.bit_depth)
             del img
-    for w in seen:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if skipped:
         typer.echo(f"skipped {len(skipped)} input(s) whose output exists (--skip-existing)")
     if earlier:

@@ -8,14 +8,13 @@ seed gives the same batches on CPU.
 from __future__ import annotations
 
 import os
-import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .io import ImageReadError, image_paths, read_image
+from .io import ImageReadError, held_warnings, image_paths, read_image
 from .noise import NoiseModel
 
 
@@ -87,11 +86,16 @@ def check_one_channel_count(paths, counts) -> None:
     if len(tally) < 2:
         return
     usual = max(tally, key=lambda c: (tally[c], c == counts[0]))
-    odd = next(i for i, c in enumerate(counts) if c != usual)
+    odd = [i for i, c in enumerate(counts) if c != usual]
     first_usual = next(i for i, c in enumerate(counts) if c == usual)
-    raise ImageReadError(f"{paths[odd]}: has {counts[odd]} channel(s) but {tally[usual]} other image(s) of the "
-                         f"folder, e.g. {Path(paths[first_usual]).name}, have {usual}; pass --channels 1 or "
-                         f"--channels 3 to convert")
+    others = ""
+    if len(odd) > 1:
+        names = [Path(paths[i]).name for i in odd]
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        others = f" ({len(odd)} file(s) differ from them: {shown})"
+    raise ImageReadError(f"{paths[odd[0]]}: has {counts[odd[0]]} channel(s) but {tally[usual]} other image(s) of "
+                         f"the folder, e.g. {Path(paths[first_usual]).name}, have {usual}{others}; pass --channels 1 "
+                         f"or --channels 3 to convert")
 
 
 def load_image_set(path: str | os.PathLike, channels: int | None = None, min_size: int = 1,
@@ -115,8 +119,7 @@ def load_image_set(path: str | os.PathLike, channels: int | None = None, min_siz
     images, counts = [], []
     # Warnings (e.g. an alpha channel dropped) are shown only once every file has been read and
     # checked: a refused folder gives its one error, naming the odd file, and nothing else.
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
+    with held_warnings():
         for p in paths:
             img, _ = read_image(p)
             if min(img.shape[1:]) < min_size:
@@ -126,8 +129,6 @@ def load_image_set(path: str | os.PathLike, channels: int | None = None, min_siz
             images.append(match_channels(img, channels, str(p)))  # converted at once: one image at a time in memory
         if channels is None:
             check_one_channel_count(paths, counts)
-    for w in seen:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     names = [Path(p).name for p in paths]
     return ImageSet(images, names)
 

@@ -49,6 +49,9 @@ Transform = Callable[[torch.Tensor, str], torch.Tensor]
 # mode is decoded once when the collection is opened.
 _PIL_CHANNELS = {"1": 1, "L": 1, "LA": 1, "La": 1, "I;16": 1, "I;16B": 1, "I;16L": 1, "I;16N": 1,
                  "RGB": 3, "RGBA": 3, "RGBX": 3, "RGBa": 3, "CMYK": 3, "YCbCr": 3, "LAB": 3, "HSV": 3}
+# PNG colour type (IHDR byte 25) → channels read: grey, RGB, grey + alpha, RGB + alpha (palette
+# images, type 3, depend on their colours and are decoded).
+_PNG_CHANNELS = {0: 1, 2: 3, 4: 1, 6: 3}
 
 
 # ---------------------------------------------------------------- headers
@@ -86,6 +89,12 @@ def _pillow_header(path: Path) -> tuple[int, int, int] | None:
     if path.suffix.lower() == ".png" and fmt != "PNG":
         return None  # rcl reads .png files as PNG: let the reader say what is wrong
     _check_declared(path, w, h)
+    if fmt == "PNG":  # the colour type of IHDR, not Pillow's mode (a 16-bit grey + alpha PNG opens as RGBA)
+        with open(path, "rb") as fh:
+            ihdr = fh.read(26)
+        if len(ihdr) < 26 or ihdr[12:16] != b"IHDR":
+            return None
+        return (h, w, c) if (c := _PNG_CHANNELS.get(ihdr[25])) is not None else None
     c = _PIL_CHANNELS.get(mode)
     if c is None and fmt == "PNG" and mode == "I":  # 16-bit grey PNG (older Pillow)
         c = 1
@@ -109,6 +118,8 @@ def _tiff_header(path: Path) -> tuple[int, int, int] | None:
             return None
         _check_declared(path, dims["X"], dims["Y"], dims.get("S", page.samplesperpixel))
         dtype = np.dtype(series.dtype)
+        if int(page.photometric) not in (0, 1, 2):  # min-is-white, min-is-black, RGB; a palette's
+            return None  # channels depend on its colours, and the reader refuses other colour spaces
     if not (dtype in (np.uint8, np.uint16, np.bool_) or np.issubdtype(dtype, np.floating)):
         return None
     c = {1: 1, 2: 1, 3: 3, 4: 3}.get(int(dims.get("S", 1)))
@@ -179,8 +190,10 @@ class FileImageSet:
         sizes, counts = [], []
         for p in paths:
             head = read_header(p)
-            if head is None:  # decode it once
-                img, _ = read_image(p)
+            if head is None:  # decode it once, for its size and channels only: its warnings (an alpha
+                with warnings.catch_warnings():  # channel dropped) come when its pixels are decoded for use
+                    warnings.simplefilter("ignore")
+                    img, _ = read_image(p)
                 head = (img.shape[1], img.shape[2], img.shape[0])
                 del img
             h, w, c = head

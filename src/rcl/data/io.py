@@ -110,6 +110,18 @@ _pillow_saved: int | None = None
 
 
 @contextmanager
+def held_warnings():
+    """Hold the warnings of a block (e.g. "alpha channel dropped") and show them only if the block
+    ends without an error: a refused input gives its one ``error:`` line and nothing before it.
+    Blocks may nest (an inner block releases into the outer one)."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        yield
+    for w in seen:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+@contextmanager
 def _pillow_limit_lifted():
     """Lift Pillow's decompression-bomb check (rcl's own limit applies instead), restoring it after.
 
@@ -182,12 +194,60 @@ def _read_tiff(path: Path) -> np.ndarray:
         dims = dict(zip(axes, shape))
         _check_declared(path, dims.get("X", page.imagewidth), dims.get("Y", page.imagelength),
                         dims.get("S", page.samplesperpixel))
+        photometric, compression = int(page.photometric), int(page.compression)
+        colormap = page.colormap if photometric == _PALETTE else None
+        if photometric not in (_MINISWHITE, _MINISBLACK, _RGB, _PALETTE) and not (
+                photometric == _YCBCR and compression == _JPEG):  # JPEG-in-TIFF YCbCr is decoded to RGB
+            raise ImageReadError(f"{path}: TIFF colour space {_photometric_name(photometric)} is not supported; "
+                                 "rcl reads grayscale, palette and RGB TIFFs (convert it to RGB)")
         arr = series.asarray()
     keep = [a for a in axes if a in "YXS"]
     arr = arr.reshape([n for a, n in zip(axes, shape) if a in "YXS"])
     if "S" in keep and keep.index("S") != len(keep) - 1:  # planar RGB: samples axis first
         arr = np.moveaxis(arr, keep.index("S"), -1)
+    if photometric == _MINISWHITE:  # 0 is white: invert to rcl's 0 = black
+        if arr.dtype == np.bool_:
+            arr = ~arr
+        elif np.issubdtype(arr.dtype, np.unsignedinteger):
+            arr = np.iinfo(arr.dtype).max - arr
+        else:
+            raise ImageReadError(f"{path}: min-is-white TIFF of {arr.dtype} samples is not supported")
+    if colormap is not None:
+        arr = _apply_tiff_palette(path, np.asarray(arr), np.asarray(colormap))
     return np.asarray(arr)
+
+
+# TIFF PhotometricInterpretation and Compression codes (TIFF 6.0, section 8; tifffile.PHOTOMETRIC).
+_MINISWHITE, _MINISBLACK, _RGB, _PALETTE, _YCBCR = 0, 1, 2, 3, 6
+_JPEG = 7
+
+
+def _photometric_name(code: int) -> str:
+    import tifffile
+
+    try:
+        name = tifffile.PHOTOMETRIC(code).name
+    except ValueError:
+        return str(code)
+    return {"SEPARATED": "SEPARATED (CMYK)"}.get(name, name)
+
+
+def _apply_tiff_palette(path: Path, index: np.ndarray, colormap: np.ndarray) -> np.ndarray:
+    """Look up a palette TIFF's indices (H, W) in its colour map (3, 2**bits) of 16-bit values:
+    (H, W) if every entry used is grey, else (H, W, 3); 8-bit when every value used is a multiple
+    of 257 (an 8-bit palette stored in TIFF's 16-bit colour map)."""
+    if index.ndim != 2 or colormap.ndim != 2 or colormap.shape[0] != 3:
+        raise ImageReadError(f"{path}: palette TIFF with indices {index.shape} and colour map {colormap.shape} is "
+                             "not supported")
+    if index.size and int(index.max()) >= colormap.shape[1]:
+        raise ImageReadError(f"{path}: palette index {int(index.max())} beyond the colour map's "
+                             f"{colormap.shape[1]} entries")
+    rgb = np.moveaxis(colormap[:, index.astype(np.intp)], 0, -1).astype(np.uint16)
+    if (rgb % 257 == 0).all():
+        rgb = (rgb // 257).astype(np.uint8)
+    if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+        return rgb[..., 0]
+    return rgb
 
 
 def _read_array(path: Path) -> np.ndarray:

@@ -179,16 +179,20 @@ def check_pair_files(pairs: Sequence[Pair]) -> None:
             raise ValueError(f"{pair.noisy}: is the same file as its clean image {pair.clean}")
 
 
-def check_pair_images(noisy_path, clean_path, noisy, clean) -> None:
-    """Refuse a decoded (noisy, clean) pair that cannot be scored or trained on.
+def check_pair_images(noisy_path, clean_path, noisy, clean, scored: bool = False) -> None:
+    """Refuse a decoded (noisy, clean) pair that cannot be trained on or scored.
 
     Args:
         noisy_path, clean_path: the files, for the message.
-        noisy, clean: (C, H, W) tensors of the pair as read.
+        noisy, clean: (C, H, W) tensors of the pair as read, in [0, 1].
+        scored: the pair is to be scored (``rcl evaluate``): then a pair identical once quantised
+            to 8 bits, the precision of the protocol's PSNR, is refused too (its PSNR is infinite).
 
     Raises:
         ValueError: the channel counts differ (with the ``--channels`` hint), the sizes differ, or
-            the two images are identical pixel for pixel (there is no noise in the pair).
+            the two images are the same: equal within 1e-6 (float rounding, e.g. of a grey image
+            stored as RGB and read with ``--channels 1``; a 16-bit step is 1.5e-5), or, with
+            ``scored``, equal at 8 bits. There is then no noise in the pair.
     """
     import torch
 
@@ -198,9 +202,14 @@ def check_pair_images(noisy_path, clean_path, noisy, clean) -> None:
     if noisy.shape != clean.shape:
         raise ValueError(f"{noisy_path}: {noisy.shape[-1]}×{noisy.shape[-2]} px, but its clean image {clean_path} "
                          f"is {clean.shape[-1]}×{clean.shape[-2]} px")
-    if torch.equal(noisy, clean):
+    if torch.allclose(noisy, clean, rtol=0, atol=1e-6):
         raise ValueError(f"{noisy_path}: identical to its clean image {clean_path}; a pair must hold a noisy "
                          f"image")
+    from .io import quantize
+
+    if scored and (quantize(noisy) == quantize(clean)).all():
+        raise ValueError(f"{noisy_path}: identical to its clean image {clean_path} at 8-bit precision, the "
+                         f"precision of the protocol's PSNR; a pair must hold a noisy image")
 
 
 class SceneSplit(NamedTuple):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import Field, model_serializer, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 from torch import nn
 
 from ..configs import Seed, StrictConfig
@@ -25,6 +25,8 @@ from .base import Method, Predictor, check_crop, register_method
 # The largest loss weight accepted: far above any useful value (the defaults are 0.01 and 1); much
 # larger weights overflow float32 in the loss or in Adam's squared gradients.
 MAX_LOSS_WEIGHT = 1e6
+# The smallest positive float32 (denormal): a weight below it is 0 where the loss is computed.
+FLOAT32_TINY = float(torch.finfo(torch.float32).smallest_normal) * 2.0 ** -23
 
 PD_FIELDS = ("pd_stride", "pd_stride_inference")
 
@@ -105,7 +107,8 @@ class RCLConfig(PDConfig):
         batch_images: B distinct images per batch; each gives two crops (2B crops in all).
         crop_size: side p of the square crops, in pixels.
         lr: Adam learning rate (cosine-decayed to 1 % over the run).
-        temperature: τ of the residual NT-Xent (≥ 0.001: smaller values overflow the logits).
+        temperature: τ of the residual NT-Xent (0.001 to 1000: smaller values overflow the logits;
+            at τ = 1e30 every logit rounds to the same value and the gradient is exactly 0).
         contrastive_weight: weight w_c of the contrastive term (0 to MAX_LOSS_WEIGHT = 1e6; a larger
             weight overflows the float32 loss).
         consistency: consistency variant (blindspot, fidelity, recorruption, neighbor, none; see
@@ -128,7 +131,7 @@ class RCLConfig(PDConfig):
     batch_images: int = Field(16, ge=2)
     crop_size: int = Field(48, ge=8)
     lr: float = Field(1e-3, gt=0, le=1)
-    temperature: float = Field(0.1, ge=1e-3)
+    temperature: float = Field(0.1, ge=1e-3, le=1e3)
     contrastive_weight: float = Field(0.01, ge=0, le=MAX_LOSS_WEIGHT)
     consistency: Literal["blindspot", "fidelity", "recorruption", "neighbor", "none"] = "blindspot"
     consistency_weight: float = Field(1.0, ge=0, le=MAX_LOSS_WEIGHT)
@@ -149,6 +152,14 @@ class RCLConfig(PDConfig):
             raise ValueError(f"the neighbor consistency term sub-samples 2×2 cells: crop_size must be even, "
                              f"got {self.crop_size}")
         return self
+
+    @field_validator("contrastive_weight", "consistency_weight", "neighbor_gamma")
+    @classmethod
+    def _not_lost_in_float32(cls, v: float) -> float:
+        if v != 0 and abs(v) < FLOAT32_TINY:
+            raise ValueError(f"{v:g} is 0 in float32 (below {FLOAT32_TINY:.3g}, where training computes); "
+                             "give 0 to turn the term off")
+        return v
 
     @model_validator(mode="after")
     def _some_term_is_on(self):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from torch import nn
 
 from ..configs import StrictConfig
@@ -21,7 +21,7 @@ class ModelConfig(StrictConfig):
         arch: "unet" (default) or "dncnn".
         in_channels / out_channels: 1 (grayscale) or 3 (RGB).
         width: channels of the first stage (U-Net) or of every layer (DnCNN).
-        depth: down-sampling stages (U-Net) or conv layers (DnCNN).
+        depth: down-sampling stages (U-Net, 0–8) or conv layers (DnCNN, 2–8).
     """
 
     arch: Literal["unet", "dncnn"] = "unet"
@@ -30,6 +30,13 @@ class ModelConfig(StrictConfig):
     width: int = Field(16, ge=1, le=512)
     depth: int = Field(3, ge=0, le=8)
 
+    @field_validator("depth")
+    @classmethod
+    def _dncnn_has_two_layers(cls, v: int, info: ValidationInfo) -> int:
+        if info.data.get("arch") == "dncnn" and v < 2:
+            raise ValueError(f"a DnCNN has at least 2 conv layers (its first and last), got {v}")
+        return v
+
 
 def build_model(cfg: ModelConfig) -> nn.Module:
     """Instantiate the network described by ``cfg``."""
@@ -37,7 +44,7 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         return UNet(cfg.in_channels, cfg.out_channels, cfg.width, cfg.depth,
                     residual=cfg.in_channels == cfg.out_channels)
     if cfg.arch == "dncnn":
-        return DnCNN(cfg.in_channels, cfg.out_channels, cfg.width, max(cfg.depth, 2))
+        return DnCNN(cfg.in_channels, cfg.out_channels, cfg.width, cfg.depth)
     raise ValueError(f"unknown architecture {cfg.arch!r}")  # unreachable after validation
 
 
