@@ -1097,7 +1097,8 @@ def write_report(exp: Experiment, report: Path, command: str, threads: int, smok
     for c in tb["comparisons"]:
         where = "zero labels" if c["label_count"] == 0 else f"K = {c['label_count']}"
         md.append(f"- {where}: {_diff_text(c)} → {_yes(c['holds'])}")
-    md += ["", f"With {len(cfg.seeds)} seed(s) and {len(exp.splits[cfg.seeds[0]]['test'])} test crops per split, "
+    crops = "/".join(str(len(exp.splits[s]["test"])) for s in cfg.seeds)
+    md += ["", f"With {len(cfg.seeds)} seed(s) and {crops} test crops per split, "
            "differences smaller than the seed-to-seed spread are not evidence either way.", ""]
     fig = exp.figure
     if fig is not None:
