@@ -109,8 +109,8 @@ class RCLConfig(PDConfig):
         lr: Adam learning rate (cosine-decayed to 1 % over the run).
         temperature: τ of the residual NT-Xent (0.001 to 1000: smaller values overflow the logits;
             at τ = 1e30 every logit rounds to the same value and the gradient is exactly 0).
-        contrastive_weight: weight w_c of the contrastive term (0 to MAX_LOSS_WEIGHT = 1e6; a larger
-            weight overflows the float32 loss).
+        contrastive_weight: weight w_c of the contrastive term (0 to MAX_LOSS_WEIGHT = 1e6, far
+            above any useful value; a positive weight that is 0 in float32, e.g. 1e-50, is refused).
         consistency: consistency variant (blindspot, fidelity, recorruption, neighbor, none; see
             :mod:`rcl.losses.consistency`).
         consistency_weight: λ (0 to 1e6).
