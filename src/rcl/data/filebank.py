@@ -83,21 +83,19 @@ def read_header(path: str | os.PathLike) -> tuple[int, int, int] | None:
 def _pillow_header(path: Path) -> tuple[int, int, int] | None:
     from PIL import Image
 
-    with _pillow_limit_lifted(), open(path, "rb") as fh, Image.open(fh) as im:
-        w, h = im.size
-        mode, fmt = im.mode, im.format
+    with _pillow_limit_lifted(), open(path, "rb") as fh:
+        head = fh.read(26)  # a PNG's signature and IHDR chunk; then Pillow reads from the start
+        fh.seek(0)
+        with Image.open(fh) as im:
+            w, h = im.size
+            mode, fmt = im.mode, im.format
     if path.suffix.lower() == ".png" and fmt != "PNG":
         return None  # rcl reads .png files as PNG: let the reader say what is wrong
     _check_declared(path, w, h)
     if fmt == "PNG":  # the colour type of IHDR, not Pillow's mode (a 16-bit grey + alpha PNG opens as RGBA)
-        with open(path, "rb") as fh:
-            ihdr = fh.read(26)
-        if len(ihdr) < 26 or ihdr[12:16] != b"IHDR":
-            return None
-        return (h, w, c) if (c := _PNG_CHANNELS.get(ihdr[25])) is not None else None
-    c = _PIL_CHANNELS.get(mode)
-    if c is None and fmt == "PNG" and mode == "I":  # 16-bit grey PNG (older Pillow)
-        c = 1
+        c = _PNG_CHANNELS.get(head[25]) if len(head) == 26 and head[12:16] == b"IHDR" else None
+    else:
+        c = _PIL_CHANNELS.get(mode)
     return (h, w, c) if c is not None else None
 
 
