@@ -400,6 +400,15 @@ def test_tiff_palette_is_looked_up(tmp_path):
     assert np.allclose(img[0].numpy(), np.array([0, 60, 120, 255])[idx] / 255.0, atol=1e-6)
 
 
+def test_tiff_palette_written_by_pillow_stays_8bit(tmp_path):
+    """Pillow stores an 8-bit palette as v × 256 in TIFF's 16-bit colour map: read back as 8-bit."""
+    g = np.random.default_rng(5).integers(0, 256, (10, 12), dtype=np.uint8)
+    Image.fromarray(g, "L").convert("P").save(tmp_path / "p.tif")
+    img, info = read_image(tmp_path / "p.tif")
+    assert info.bit_depth == 8 and img.shape == (1, 10, 12)
+    assert np.array_equal(np.rint(img[0].numpy() * 255).astype(np.uint8), g)
+
+
 @pytest.mark.parametrize("photometric, samples, name", [("separated", 4, "SEPARATED (CMYK)"), ("ycbcr", 3, "YCBCR")])
 def test_tiff_other_colour_spaces_refused(tmp_path, photometric, samples, name):
     """CMYK and uncompressed YCbCr TIFFs were read as RGB (K taken for alpha, Y/Cb/Cr as R/G/B)."""

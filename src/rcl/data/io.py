@@ -235,7 +235,7 @@ def _photometric_name(code: int) -> str:
 def _apply_tiff_palette(path: Path, index: np.ndarray, colormap: np.ndarray) -> np.ndarray:
     """Look up a palette TIFF's indices (H, W) in its colour map (3, 2**bits) of 16-bit values:
     (H, W) if every entry used is grey, else (H, W, 3); 8-bit when every value used is a multiple
-    of 257 (an 8-bit palette stored in TIFF's 16-bit colour map)."""
+    of 257 or of 256 (an 8-bit palette stored in TIFF's 16-bit colour map)."""
     if index.ndim != 2 or colormap.ndim != 2 or colormap.shape[0] != 3:
         raise ImageReadError(f"{path}: palette TIFF with indices {index.shape} and colour map {colormap.shape} is "
                              "not supported")
@@ -243,8 +243,10 @@ def _apply_tiff_palette(path: Path, index: np.ndarray, colormap: np.ndarray) -> 
         raise ImageReadError(f"{path}: palette index {int(index.max())} beyond the colour map's "
                              f"{colormap.shape[1]} entries")
     rgb = np.moveaxis(colormap[:, index.astype(np.intp)], 0, -1).astype(np.uint16)
-    if (rgb % 257 == 0).all():
-        rgb = (rgb // 257).astype(np.uint8)
+    for step in (257, 256):  # an 8-bit palette in TIFF's 16-bit map: v × 257 (tifffile) or v × 256 (Pillow)
+        if (rgb % step == 0).all():
+            rgb = (rgb // step).astype(np.uint8)
+            break
     if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
         return rgb[..., 0]
     return rgb
