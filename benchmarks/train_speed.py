@@ -7,6 +7,8 @@ run) so that the load of a shared machine falls on every variant alike:
   a git worktree, the default pre-training (RCL) and fine-tuning (supervised) steps;
 * ``after``: this tree, default engine (channels-last, step-seeded draws, one-gather crops);
 * ``after-nchw``: this tree with ``Engine(channels_last=False)`` (what the layout alone gives);
+* ``after-default-malloc``: this tree with ``Engine(retain_freed_memory=False)`` (glibc's malloc
+  left as it is: what :func:`rcl.training.engine.retain_freed_memory` alone gives);
 * ``after-compile`` (with ``--compile``): this tree with ``Engine(compile=True)``.
 
 A run times ``--steps`` optimiser steps after ``--warmup`` steps (timestamps of Adam's ``step``,
@@ -57,7 +59,8 @@ kw = {}
 if variant != "before":
     from rcl.training import Engine
     kw["engine"] = Engine(device="cpu", progress=False, log_every=-1, channels_last=variant != "after-nchw",
-                          compile=variant == "after-compile")
+                          compile=variant == "after-compile",
+                          retain_freed_memory=variant != "after-default-malloc")
 method = get_method("rcl" if kind == "pretrain" else "supervised")
 # the same workload in both trees, pinned: the defaults of later trees differ (fine-tuning 8 crops of 64²)
 pin = {"batch_images": 16, "crop_size": 48} if kind == "pretrain" else {"batch_size": 16, "crop_size": 48, "lr": 5e-4}
@@ -105,7 +108,7 @@ def main() -> None:
     if args.smoke:
         args.runs, args.warmup, args.steps = 1, 1, 3
     before = _worktree(args.before_ref)
-    variants = {"before": before, "after": ROOT, "after-nchw": ROOT}
+    variants = {"before": before, "after": ROOT, "after-nchw": ROOT, "after-default-malloc": ROOT}
     if args.compile:
         variants["after-compile"] = ROOT
     kinds = args.kinds.split(",")

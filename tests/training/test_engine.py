@@ -2,6 +2,10 @@
 skipped without CUDA) training, checkpoints and draws on a CUDA device."""
 
 import math
+import os
+import platform
+import subprocess
+import sys
 from contextlib import contextmanager
 
 import pytest
@@ -321,3 +325,40 @@ def test_draws_on_cuda_give_batches_on_the_device(method):
     loss, logs = runner.loss(model, Draws(0, 1, "batch", "cuda", layout=runner.layout()))
     assert loss.device.type == "cuda" and torch.isfinite(loss)
     assert all(v.device.type == "cuda" for v in logs.values() if isinstance(v, torch.Tensor))
+
+
+_FAULTS = r"""
+import resource, sys, torch
+from rcl.models.unet import UNet
+from rcl.training.engine import retain_freed_memory
+applied = retain_freed_memory() if sys.argv[1] == "tuned" else None
+torch.manual_seed(0)
+net = UNet().to(memory_format=torch.channels_last)
+x = torch.rand(32, 1, 48, 48).contiguous(memory_format=torch.channels_last)
+def step():  # the default pre-training step's network work: forward + backward of 32 crops of 48²
+    net.zero_grad(set_to_none=True)
+    (net(x) ** 2).mean().backward()
+for _ in range(2):
+    step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    step()
+print(applied, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5)
+"""
+
+
+@pytest.mark.skipif(not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"),
+                    reason="retain_freed_memory changes glibc's malloc only")
+def test_retain_freed_memory_stops_page_faults_of_reallocated_blocks():
+    """A training step frees and allocates again the same activation and gradient tensors; under
+    glibc's default settings their pages are faulted in again every step (≈ 10,000 minor faults
+    per step of the default U-Net on 32 crops of 48², measured), after retain_freed_memory they
+    are reused (0 to 900)."""
+    runs = {}
+    for mode in ("default", "tuned"):
+        out = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout.split()
+        runs[mode] = (out[0], float(out[1]))
+    assert runs["tuned"][0] == "True"
+    assert runs["default"][1] > 2000, runs  # 8 MiB of pages faulted in again per step
+    assert runs["tuned"][1] * 5 < runs["default"][1], runs  # (10 to 50 times fewer, measured)

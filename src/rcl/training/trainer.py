@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ..data.draws import Draws
 from ..distributed import all_reduce_sum, is_distributed, is_main, rank, sync_gradients, world_size
-from .engine import Engine, StopFlag, TrainingStopped, autocast_dtype
+from .engine import Engine, StopFlag, TrainingStopped, autocast_dtype, retain_freed_memory
 
 
 class Method(Protocol):
@@ -179,6 +179,8 @@ def train(model: nn.Module, method, steps: int, lr: float, seed: int = 0,
     engine = engine or Engine(device="cpu", progress=progress)
     progress = progress and engine.progress
     device = engine.device
+    if device.type == "cpu" and engine.retain_freed_memory:
+        retain_freed_memory()
     params = list(model.parameters()) + list(extra_params or [])
     # The fused kernel (one pass over all parameters) is 3× faster than the per-tensor loop that
     # torch picks by default on the CPU (docs/benchmarks.md); MPS keeps the default.
