@@ -165,7 +165,9 @@ def retain_freed_memory() -> bool:
     trimming above 1 GiB, freed blocks stay in the heap and are reused without faults.
 
     The cost: memory freed by the process is not returned to the kernel (the resident size stays
-    at its high-water mark; blocks over 32 MiB are still returned). Peak memory is unchanged.
+    at its high-water mark; blocks over 32 MiB are still returned), and the peak can rise a little
+    as freed blocks of other sizes stay in the heap: 1217 → 1355 MiB in the large-collection run
+    (docs/benchmarks.md).
     Process-wide and permanent; DataLoader workers forked afterwards inherit it.
 
     Returns:
