@@ -102,7 +102,7 @@ class Engine:
         channels_last: train in the channels-last memory layout (faster convolutions on CPU).
         retain_freed_memory: on the CPU with glibc, keep freed blocks of up to 32 MiB in the
             process's heap for reuse instead of handing them back to the kernel
-            (:func:`retain_freed_memory`; 9 % more steps/s, docs/benchmarks.md).
+            (:func:`retain_freed_memory`; 10–12 % more steps/s, docs/benchmarks.md).
         workers: DataLoader worker processes decoding a file-backed collection (0: in the main
             process).
         save_every: write a resumable training state every this many steps (None: never).
@@ -161,14 +161,15 @@ def retain_freed_memory() -> bool:
     (up to 14 MiB each for the default U-Net) every step. By default glibc serves such blocks with
     ``mmap`` and hands them back with ``munmap`` (or trims the heap), so every step faults the
     same memory in again, page by page: about 10,000 minor page faults per RCL pre-training step,
-    9 % of its time on 2 cores (docs/benchmarks.md). With the mmap threshold at 32 MiB and heap
-    trimming above 1 GiB, freed blocks stay in the heap and are reused without faults.
+    about a tenth of its time on 2 cores (paired speed-up 1.11×, docs/benchmarks.md). With the
+    mmap threshold at 32 MiB and heap trimming above 1 GiB, freed blocks stay in the heap and are
+    reused without faults.
 
     The cost: memory freed by the process is not returned to the kernel (the resident size stays
     at its high-water mark; blocks over 32 MiB are still returned), and the peak can rise a little
     as freed blocks of other sizes stay in the heap: 1217 → 1355 MiB in the large-collection run
-    (docs/benchmarks.md).
-    Process-wide and permanent; DataLoader workers forked afterwards inherit it.
+    (docs/benchmarks.md). Process-wide and permanent; DataLoader workers forked afterwards
+    inherit it.
 
     Returns:
         True if applied (now or earlier), False where the C library is not glibc (macOS,
