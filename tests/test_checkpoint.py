@@ -176,3 +176,19 @@ def test_load_weights_non_strict_nothing_fits(tmp_path):
 
 def test_checkpoint_error_is_value_error():
     assert issubclass(CheckpointError, ValueError)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_weights_are_refused(tmp_path, bad):
+    """A network with NaN/inf weights restores every image to NaN (written as a black 8-bit image):
+    load_checkpoint and load_weights refuse it, naming the weight."""
+    cfg = ModelConfig(width=8, depth=1)
+    model = build_model(cfg)
+    with torch.no_grad():
+        model.head.weight[0, 0, 0, 0] = bad
+    path = tmp_path / "bad.safetensors"
+    save_checkpoint(path, model, cfg)
+    with pytest.raises(CheckpointError, match="head.weight holds NaN or infinite"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="head.weight holds NaN or infinite"):
+        load_weights(build_model(cfg), path)

@@ -536,3 +536,28 @@ def test_a_non_image_file_is_named_as_the_input(corpus, tmp_path):
     res = runner.invoke(app, ["restore", str(corpus["ckpt"]), str(notes), "-o", str(tmp_path / "o")])
     _assert_one_line_error(res, str(notes), "not an image file")
     assert not (tmp_path / "o").exists()
+
+
+def test_network_with_overflowing_output_writes_nothing(tmp_path):
+    """Finite weights so large that the output overflows to inf/NaN: restore writes no (black)
+    image and evaluate prints no score of it; both name the checkpoint, exit 2."""
+    cfg = ModelConfig(width=8, depth=1)
+    model = build_model(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1e38)
+    ckpt = tmp_path / "huge.safetensors"
+    save_checkpoint(ckpt, model, cfg)
+    data = tmp_path / "g"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        write_image(data / f"{i}.png", torch.from_numpy(rng.random((1, 24, 24), dtype=np.float32)), 8)
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["restore", str(ckpt), str(data / "0.png"), "-o", str(out), "--threads", "1"])
+    assert res.exit_code == 2, res.output
+    assert "NaN or infinite" in res.output and "huge.safetensors" in res.output
+    assert not (out / "0.png").exists()
+    res = runner.invoke(app, ["evaluate", str(ckpt), "--data", str(data), "--noise", "gaussian:25", "--threads", "1"])
+    assert res.exit_code == 2, res.output
+    assert "NaN or infinite" in res.output

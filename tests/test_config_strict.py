@@ -352,3 +352,39 @@ def test_a_config_that_is_not_utf8_is_one_line_naming_the_file(root, tmp_path, h
         load_config(str(f), root)
     msg = str(exc.value)
     assert msg.startswith(f"{f}: not UTF-8 text") and "\n" not in msg, msg
+
+
+def _method_configs():
+    from rcl.methods import get_method
+
+    return {name: get_method(name).Config for name in ("rcl", "simclr", "n2v", "n2s", "ne2ne", "supervised")}
+
+
+@pytest.mark.parametrize("name", ["rcl", "simclr", "n2v", "n2s", "ne2ne", "supervised"])
+def test_batches_too_large_for_memory_are_refused(name):
+    """crops × crop² above MAX_BATCH_PIXELS is refused by the config (a finetune batch of 100,000
+    crops of 16² was killed by the kernel for lack of memory, without a message); the largest
+    allowed batch is accepted."""
+    from rcl.configs import MAX_BATCH_PIXELS
+
+    cfg = _method_configs()[name]
+    field, views = ("batch_images", 2) if "batch_images" in cfg.model_fields and name in ("rcl", "simclr") \
+        else ("batch_size", 1)
+    crop = 64
+    largest = MAX_BATCH_PIXELS // (views * crop * crop)
+    assert views * largest * crop * crop <= MAX_BATCH_PIXELS
+    cfg(**{field: largest, "crop_size": crop})
+    with pytest.raises(ValidationError, match="pixels per batch"):
+        cfg(**{field: largest + 1, "crop_size": crop})
+    with pytest.raises(ValidationError, match="pixels per batch"):
+        cfg(**{field: 2, "crop_size": 2048 * 4})
+
+
+@pytest.mark.parametrize("name", ["rcl", "simclr", "n2v", "n2s", "ne2ne", "supervised"])
+def test_step_counts_are_bounded(name):
+    from rcl.configs import MAX_STEPS
+
+    cfg = _method_configs()[name]
+    assert cfg(steps=MAX_STEPS).steps == MAX_STEPS
+    with pytest.raises(ValidationError, match="less than or equal"):
+        cfg(steps=MAX_STEPS + 1)

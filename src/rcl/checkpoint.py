@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+import torch
 from torch import nn
 
 from . import __version__
@@ -332,6 +333,14 @@ def build_task_model(cfg: ModelConfig, meta: dict, path: Path | str = "checkpoin
     return _build(_task_fields(meta, cfg, path), path)
 
 
+def _check_finite(path: Path, state: dict) -> None:
+    """Refuse weights with NaN or infinite values (a network computed from them restores every
+    image to NaN, which an 8-bit writer turns into a black image)."""
+    for k, v in state.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise CheckpointError(f"{path}: weight {k} holds NaN or infinite values; not a usable network")
+
+
 def load_checkpoint(path: str | os.PathLike, expect: ModelConfig | None = None) -> tuple[nn.Module, dict]:
     """Build the network a checkpoint describes and load its weights (in eval mode).
 
@@ -349,7 +358,8 @@ def load_checkpoint(path: str | os.PathLike, expect: ModelConfig | None = None) 
 
     Raises:
         CheckpointError: missing/truncated/foreign file, metadata out of bounds, another
-            architecture than ``expect``, or weights that do not fit the recorded architecture.
+            architecture than ``expect``, weights that do not fit the recorded architecture, or
+            weights with NaN or infinite values.
     """
     from safetensors.torch import load_file
 
@@ -363,6 +373,7 @@ def load_checkpoint(path: str | os.PathLike, expect: ModelConfig | None = None) 
         state = load_file(str(path))
     except Exception as exc:
         raise CheckpointError(f"{path}: cannot read weights (truncated or corrupt?): {_one_line(exc)}") from None
+    _check_finite(path, state)
     model = _build(spec, path)
     try:
         model.load_state_dict(state, strict=True)
@@ -386,7 +397,8 @@ def load_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True)
         The checkpoint metadata, with ``"loaded_keys"`` / ``"skipped_keys"`` counts added.
 
     Raises:
-        CheckpointError: unreadable file or metadata, or (strict) weights that do not fit the model.
+        CheckpointError: unreadable file or metadata, (strict) weights that do not fit the model,
+            or weights with NaN or infinite values.
     """
     from safetensors import safe_open
 
@@ -407,6 +419,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True)
             state = {k: f.get_tensor(k) for k in keys}
     except Exception as exc:
         raise CheckpointError(f"{path}: cannot read weights (truncated or corrupt?): {_one_line(exc)}") from None
+    _check_finite(path, state)
     if strict:
         try:
             model.load_state_dict(state, strict=True)

@@ -46,6 +46,23 @@ class StrictConfig(BaseModel):
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 """A seed: an integer 0 ≤ seed ≤ :data:`MAX_SEED`."""
 
+MAX_STEPS = 10**8
+"""The most optimisation steps a config accepts (10⁸: years on a CPU, days on a GPU)."""
+
+MAX_BATCH_PIXELS = 2**23
+"""The most pixels one training batch may hold (crops × crop_size², 8.4 M: about 9 GiB of
+activations and gradients for the default U-Net on the CPU, measured at 1 GiB per million pixels;
+a batch of 100,000 crops of 16² was killed by the kernel for lack of memory, without a message)."""
+
+
+def check_batch_pixels(crops: int, crop_size: int, what: str) -> None:
+    """Raise ValueError if ``crops`` crops of ``crop_size``² exceed :data:`MAX_BATCH_PIXELS`;
+    ``what`` names the options (e.g. "batch_size × crop_size²")."""
+    n = crops * crop_size * crop_size
+    if n > MAX_BATCH_PIXELS:
+        raise ValueError(f"{what} = {crops} crops of {crop_size}² = {n:,} pixels per batch; at most "
+                         f"{MAX_BATCH_PIXELS:,} (about 9 GiB for the default U-Net): use a smaller batch or crop")
+
 PathField = Annotated[Path, Strict(False)]
 """A path that may be given as a string (strict mode alone would take only ``Path`` objects)."""
 

@@ -87,6 +87,8 @@ def restore(
     threads: ThreadsOpt = None,
 ):
     # the help (docstring) is set below, from the tasks
+    import torch
+
     from ..checkpoint import load_checkpoint
     from ..data.io import check_output_format, held_warnings, read_image, write_image
     from ..evaluation.inference import MEMORY_ENV, auto_tile, default_inference_bytes, predict, tile_overlap
@@ -143,6 +145,9 @@ def restore(
                        f"({MEMORY_ENV})")
         out = predict(model, img, tile=use)  # overlap None: the receptive-field overlap
         del img
+        if not bool(torch.isfinite(out).all()):  # never write a black image computed from NaN
+            raise UsageError(f"{checkpoint}: the network's output for {p} is NaN or infinite (weights out "
+                             f"of range?); {dest} not written")
         write_image(dest, out, info.bit_depth)
         typer.echo(f"{p} -> {dest}")
 

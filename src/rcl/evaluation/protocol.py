@@ -103,7 +103,8 @@ def evaluate(denoisers: dict[str, Denoiser], clean: ImageSet, noise: NoiseModel,
         ValueError: real noise without ``noisy`` inputs (no clean reference to score against);
             precomputed ``noisy`` inputs for a task whose input is not a noisy copy of the target;
             ``noisy`` images whose names, number or shapes differ from the clean ones (naming
-            the image); ``sigmas`` of another length.
+            the image); ``sigmas`` of another length; a restorer whose output has NaN or infinite
+            values (naming it and the image).
     """
     from ..tasks.denoise import DenoiseTask  # rcl.tasks imports the metrics of this package
 
@@ -134,6 +135,8 @@ def evaluate(denoisers: dict[str, Denoiser], clean: ImageSet, noise: NoiseModel,
             out = fn(y, sigma)
             if out.shape != x.shape:
                 raise ValueError(f"{name}: output {tuple(out.shape)} differs from the target {tuple(x.shape)}")
+            if not bool(torch.isfinite(out).all()):  # a score of it would be a number of nothing
+                raise ValueError(f"{name}: output for {targets.names[i]} is NaN or infinite (weights out of range?)")
             sc = task.score(out, x)
             results[name].scores.append(ImageScore(targets.names[i], sigma * SCALE, ref["psnr"], ref["ssim"],
                                                    sc["psnr"], sc["ssim"], sc.get("psnr_rgb")))

@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, ClassVar
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
-from ..configs import Seed, StrictConfig
+from ..configs import MAX_STEPS, Seed, StrictConfig, check_batch_pixels
 from ..data.datasets import ImageSet, as_source, crop_batch
 from ..data.draws import Draws, as_draws
 from ..data.noise import NoiseModel
@@ -181,11 +181,16 @@ class CropConfig(StrictConfig):
         seed: seeds the crops, the method's own draws and the initial weights (0 ≤ seed ≤ MAX_SEED).
     """
 
-    steps: int = Field(800, ge=1)
+    steps: int = Field(800, ge=1, le=MAX_STEPS)
     batch_size: int = Field(16, ge=1)
     crop_size: int = Field(48, ge=8)
     lr: float = Field(1e-3, gt=0, le=1)
     seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _batch_fits(self):
+        check_batch_pixels(self.batch_size, self.crop_size, "batch_size × crop_size²")
+        return self
 
 
 class CropLossMethod(Method):

@@ -15,7 +15,7 @@ import torch
 from pydantic import Field, field_validator, model_serializer, model_validator
 from torch import nn
 
-from ..configs import Seed, StrictConfig
+from ..configs import MAX_STEPS, Seed, StrictConfig, check_batch_pixels
 from ..data.datasets import contrastive_batch
 from ..evaluation.inference import MAX_PD_STRIDE
 from ..losses.masking import check_pd_crop
@@ -127,7 +127,7 @@ class RCLConfig(PDConfig):
         pd_stride, pd_stride_inference: see :class:`PDConfig` (PD needs the blindspot consistency).
     """
 
-    steps: int = Field(2000, ge=1)
+    steps: int = Field(2000, ge=1, le=MAX_STEPS)
     batch_images: int = Field(16, ge=2)
     crop_size: int = Field(48, ge=8)
     lr: float = Field(1e-3, gt=0, le=1)
@@ -142,6 +142,11 @@ class RCLConfig(PDConfig):
     normalize: bool = True
     mask_ratio: float = Field(0.03, gt=0, lt=1)
     seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _batch_fits(self):
+        check_batch_pixels(2 * self.batch_images, self.crop_size, "2 × batch_images × crop_size²")
+        return self
 
     DROP_AT_DEFAULT: ClassVar[dict] = {**PDConfig.DROP_AT_DEFAULT, "neighbor_gamma": 2.0,
                                        "contrastive_warmup": 0.0, "center_residuals": False}

@@ -12,10 +12,10 @@ not usable; it is an initialisation for fine-tuning).
 from __future__ import annotations
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
-from ..configs import Seed, StrictConfig
+from ..configs import MAX_STEPS, Seed, StrictConfig, check_batch_pixels
 from ..data.datasets import contrastive_batch
 from ..losses.ntxent import FeatureNTXent
 from ..models.projection import ProjectionHead, project
@@ -40,12 +40,17 @@ class SimCLRConfig(StrictConfig):
         batch_images: distinct images per batch (two views each).
     """
 
-    steps: int = Field(800, ge=1)
+    steps: int = Field(800, ge=1, le=MAX_STEPS)
     crop_size: int = Field(48, ge=8)
     lr: float = Field(1e-3, gt=0, le=1)
     seed: Seed = 0
     temperature: float = Field(0.1, gt=0)
     batch_images: int = Field(16, ge=2)
+
+    @model_validator(mode="after")
+    def _batch_fits(self):
+        check_batch_pixels(2 * self.batch_images, self.crop_size, "2 × batch_images × crop_size²")
+        return self
 
 
 def color_jitter(x: torch.Tensor, generator: torch.Generator | None = None,

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
-from ..configs import Seed, StrictConfig
+from ..configs import MAX_STEPS, Seed, StrictConfig, check_batch_pixels
 from ..data.datasets import as_source
 from ..losses.supervised import reconstruction_loss
 from .base import Method, check_crop, register_method
@@ -72,7 +72,7 @@ class FinetuneConfig(StrictConfig):
             validation, the last step's weights are kept, every label trains).
     """
 
-    steps: int = Field(2000, ge=1)
+    steps: int = Field(2000, ge=1, le=MAX_STEPS)
     batch_size: int = Field(8, ge=1)
     crop_size: int = Field(64, ge=8)
     lr: float = Field(1e-3, gt=0, le=1)
@@ -83,6 +83,11 @@ class FinetuneConfig(StrictConfig):
     val_every: int = Field(250, ge=0)
     val_fraction: float = Field(0.1, gt=0, le=0.5)
     val_min_labels: int = Field(10, ge=2)
+
+    @model_validator(mode="after")
+    def _batch_fits(self):
+        check_batch_pixels(self.batch_size, self.crop_size, "batch_size × crop_size²")
+        return self
 
 
 @register_method
