@@ -98,3 +98,16 @@ def test_demo_and_restore_refuse_a_folder_inside_the_package(tmp_path):
     write_image(tmp_path / "in" / "a.png", torch.rand(1, 20, 20, generator=g))
     res = runner.invoke(app, ["restore", "pretrained:gray", str(tmp_path / "in"), "-o", str(package / "pretrained")])
     assert res.exit_code == 2 and f"{package / 'pretrained'}: --output is inside" in res.output
+
+
+def test_evaluate_labels_a_shipped_network_by_its_name(tmp_path):
+    """`rcl evaluate pretrained:gray` labels the row pretrained:gray, not the shipped file's name."""
+    data = tmp_path / "g"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        write_image(data / f"{i}.png", torch.from_numpy(rng.random((1, 24, 24), dtype=np.float32)), 8)
+    res = CliRunner().invoke(app, ["evaluate", "pretrained:gray", "--data", str(data), "--noise", "gaussian:25",
+                                   "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    assert "| pretrained:gray |" in res.output and "gray.safetensors" not in res.output

@@ -114,6 +114,8 @@ def evaluate(
     dev = resolve_device(device)
     if json_out is not None:
         check_outputs({"--json": json_out}, [data, noisy, clean, *checkpoints], overwrite)
+    from ..pretrained import describe as describe_pretrained
+
     models = [(ck, *load_checkpoint(ck)) for ck in checkpoints]
     for _, model, _ in models:
         model.to(dev)
@@ -161,9 +163,11 @@ def evaluate(
         if test.channels != need:
             raise UsageError(f"{source}: a {task.describe()} model is scored on {need}-channel test images, "
                              f"got {test.channels} channel(s)")
-        name, k = ck.name, 2
+        label = describe_pretrained(ck)  # pretrained:gray, not the shipped file's name
+        label = label if label.startswith("pretrained:") else ck.name
+        name, k = label, 2
         while name in denoisers:
-            name, k = f"{ck.name} ({k})", k + 1
+            name, k = f"{label} ({k})", k + 1
         denoisers[name] = model_denoiser(model, tile)
     reference_names = set()
     for name, restorer in references.items():  # in the same call: the same noisy inputs, the same scores
