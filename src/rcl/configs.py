@@ -50,9 +50,10 @@ MAX_STEPS = 10**8
 """The most optimisation steps a config accepts (10⁸: years on a CPU, days on a GPU)."""
 
 MAX_BATCH_PIXELS = 2**23
-"""The most pixels one training batch may hold (crops × crop_size², 8.4 M: about 9 GiB of
-activations and gradients for the default U-Net on the CPU, measured at 1 GiB per million pixels;
-a batch of 100,000 crops of 16² was killed by the kernel for lack of memory, without a message)."""
+"""The most pixels one training batch may hold (crops × crop_size², 8.4 M). A fine-tuning batch
+of 4,000 crops of 16² (1.0 M pixels) peaked at 1.46 GB on the CPU with the default U-Net, so this
+bound is roughly 9–12 GB; a batch of 100,000 crops of 16² (25.6 M pixels) was killed by the
+kernel for lack of memory, without a message."""
 
 
 def check_batch_pixels(crops: int, crop_size: int, what: str) -> None:
@@ -61,7 +62,7 @@ def check_batch_pixels(crops: int, crop_size: int, what: str) -> None:
     n = crops * crop_size * crop_size
     if n > MAX_BATCH_PIXELS:
         raise ValueError(f"{what} = {crops} crops of {crop_size}² = {n:,} pixels per batch; at most "
-                         f"{MAX_BATCH_PIXELS:,} (about 9 GiB for the default U-Net): use a smaller batch or crop")
+                         f"{MAX_BATCH_PIXELS:,} (roughly 9–12 GB for the default U-Net): use a smaller batch or crop")
 
 PathField = Annotated[Path, Strict(False)]
 """A path that may be given as a string (strict mode alone would take only ``Path`` objects)."""
