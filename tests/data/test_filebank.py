@@ -205,6 +205,27 @@ def _truncate(path, keep=120):
     path.write_bytes(path.read_bytes()[:keep])  # the header survives, the pixels do not
 
 
+@pytest.mark.parametrize("method", ["rcl", "simclr"])
+@pytest.mark.parametrize("workers", [0, 1])
+def test_contrastive_training_stops_when_fewer_than_two_images_decode(tmp_path, method, workers):
+    """RCL and SimCLR need two distinct images (negatives come from other images): when skipping
+    corrupt files found during training leaves one, training stops with an error naming the file
+    (it trained on a single image, substituted for the other, with exit 0)."""
+    d = _folder(tmp_path / "d", n=2)
+    _truncate(d / "im1.png")
+    files = FileImageSet.open(d)  # the headers are fine
+    with pytest.raises(ImageReadError, match=r"im1\.png: cannot be decoded .*1 of the 2 images can be, fewer "
+                                             r"than the 2 this training needs"):
+        fit(DenoiseTask(), method, files, {"steps": 3, "batch_images": 2, "crop_size": 16}, TINY,
+            engine=Engine(device="cpu", progress=False, workers=workers))
+    # a method content with one image goes on with the other
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = fit(DenoiseTask(), "n2v", files, {"steps": 2, "batch_size": 2, "crop_size": 16}, TINY,
+                  engine=Engine(device="cpu", progress=False))
+    assert len(res.history) == 2
+
+
 def test_corrupt_file_is_reported_once_and_skipped(tmp_path):
     d = _folder(tmp_path / "d", n=3)
     _truncate(d / "im1.png")

@@ -287,6 +287,7 @@ class FileBank:
         self.widths = torch.tensor([w for _, w in sizes], dtype=torch.long)
         self._bad: set[int] = set()  # files this process found undecodable
         self._shared = _shared_flags(len(sizes))  # ... and those any worker reported (one warning per run)
+        self.min_decodable = 1  # a method that needs more distinct images (RCL, SimCLR: 2) raises it
 
     def __len__(self) -> int:
         return len(self.names)
@@ -354,6 +355,12 @@ class FileBank:
             with self._shared.get_lock():
                 first = not self._shared[j]
                 self._shared[j] = 1
+        bad = self._bad | ({k for k in range(len(self)) if self._shared[k]} if self._shared is not None else set())
+        if 0 < len(self) - len(bad) < self.min_decodable:  # none left: _decodable says so
+            path = self.images.paths[j]
+            reason = str(exc).removeprefix(f"{path}: ")
+            raise ImageReadError(f"{path}: cannot be decoded ({reason}); {len(self) - len(bad)} of the {len(self)} "
+                                 f"images can be, fewer than the {self.min_decodable} this training needs")
         if first:
             path = self.images.paths[j]
             reason = str(exc).removeprefix(f"{path}: ")
