@@ -214,7 +214,7 @@ def test_contrastive_training_stops_when_fewer_than_two_images_decode(tmp_path, 
     d = _folder(tmp_path / "d", n=2)
     _truncate(d / "im1.png")
     files = FileImageSet.open(d)  # the headers are fine
-    with pytest.raises(ImageReadError, match=r"im1\.png: cannot be decoded .*1 of the 2 images can be, fewer "
+    with pytest.raises(ImageReadError, match=r"im1\.png: cannot be decoded .*at most 1 of the 2 images can be, fewer "
                                              r"than the 2 this training needs"):
         fit(DenoiseTask(), method, files, {"steps": 3, "batch_images": 2, "crop_size": 16}, TINY,
             engine=Engine(device="cpu", progress=False, workers=workers))

@@ -359,8 +359,8 @@ class FileBank:
         if 0 < len(self) - len(bad) < self.min_decodable:  # none left: _decodable says so
             path = self.images.paths[j]
             reason = str(exc).removeprefix(f"{path}: ")
-            raise ImageReadError(f"{path}: cannot be decoded ({reason}); {len(self) - len(bad)} of the {len(self)} "
-                                 f"images can be, fewer than the {self.min_decodable} this training needs")
+            raise ImageReadError(f"{path}: cannot be decoded ({reason}); at most {len(self) - len(bad)} of the "
+                                 f"{len(self)} images can be, fewer than the {self.min_decodable} this training needs")
         if first:
             path = self.images.paths[j]
             reason = str(exc).removeprefix(f"{path}: ")
