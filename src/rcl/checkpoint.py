@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from . import __version__
