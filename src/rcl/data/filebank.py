@@ -355,16 +355,15 @@ class FileBank:
             with self._shared.get_lock():
                 first = not self._shared[j]
                 self._shared[j] = 1
-        bad = self._bad | ({k for k in range(len(self)) if self._shared[k]} if self._shared is not None else set())
-        if 0 < len(self) - len(bad) < self.min_decodable:  # none left: _decodable says so
-            path = self.images.paths[j]
-            reason = str(exc).removeprefix(f"{path}: ")
-            raise ImageReadError(f"{path}: cannot be decoded ({reason}); at most {len(self) - len(bad)} of the "
-                                 f"{len(self)} images can be, fewer than the {self.min_decodable} this training needs")
+        path = self.images.paths[j]
+        what = f"{path}: cannot be decoded ({str(exc).removeprefix(f'{path}: ')})"
+        shared = {k for k in range(len(self)) if self._shared[k]} if self._shared is not None else set()
+        left = len(self) - len(self._bad | shared)
+        if 0 < left < self.min_decodable:  # none left: _decodable says so
+            raise ImageReadError(f"{what}; at most {left} of the {len(self)} images can be, fewer than the "
+                                 f"{self.min_decodable} this training needs")
         if first:
-            path = self.images.paths[j]
-            reason = str(exc).removeprefix(f"{path}: ")
-            warnings.warn(f"{path}: cannot be decoded ({reason}); it is skipped", stacklevel=4)
+            warnings.warn(f"{what}; it is skipped", stacklevel=4)
 
 
 def _shared_flags(n: int):

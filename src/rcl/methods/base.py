@@ -40,6 +40,9 @@ class Method:
         zero_label: the network it trains is a usable restorer without any label (rcl, n2v, n2s,
             ne2ne).
         supervised: needs clean targets (fine-tuning); ``fit`` then draws the labelled subset.
+        min_images: distinct decodable images a step needs (RCL, SimCLR: 2, their negatives come
+            from other images); a file-backed source stops training with an error when skipping
+            corrupt files leaves fewer.
 
     Args (of the constructor, called by ``fit`` after the network is built):
         data: the training images: the noisy collection (self-supervised) or the labelled clean
@@ -56,12 +59,15 @@ class Method:
     trains: ClassVar[bool] = True
     zero_label: ClassVar[bool] = False
     supervised: ClassVar[bool] = False
+    min_images: ClassVar[int] = 1
 
     def __init__(self, data: ImageSet, cfg, *, task: "Task", model: nn.Module,
                  noise: NoiseModel | None = None, inputs: ImageSet | None = None):
         self.data, self.cfg, self.task, self.noise, self.inputs = data, cfg, task, noise, inputs
         self.device = _device_of(model)
         self.source = as_source(data, self.device)
+        if hasattr(self.source, "min_decodable"):  # file-backed: corrupt files are found while training
+            self.source.min_decodable = self.min_images
 
     # -- the step: batch (data only) then objective (on the training device)
 

@@ -197,6 +197,7 @@ class RCL(PDPredictor, Method):
     name = "rcl"
     Config = RCLConfig
     zero_label = True
+    min_images = 2
 
     def __init__(self, data, cfg: RCLConfig, **kw):
         if len(data) < 2:
@@ -204,8 +205,6 @@ class RCL(PDPredictor, Method):
         check_crop(data, cfg.crop_size)
         check_pd_network(cfg, kw["model"])
         super().__init__(data, cfg, **kw)
-        if hasattr(self.source, "min_decodable"):  # a file-backed collection: found out while training
-            self.source.min_decodable = 2
         self.criterion = RCLLoss(cfg.temperature, cfg.contrastive_weight, cfg.consistency, cfg.consistency_weight,
                                  cfg.similarity, cfg.normalize, cfg.mask_ratio, pd_stride=cfg.pd_stride,
                                  neighbor_gamma=cfg.neighbor_gamma, contrastive_warmup=cfg.contrastive_warmup,

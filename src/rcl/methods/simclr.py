@@ -85,6 +85,7 @@ class SimCLR(Method):
     """
 
     name = "simclr"
+    min_images = 2
     Config = SimCLRConfig
 
     def __init__(self, data, cfg: SimCLRConfig, *, model: nn.Module, proj_dim: int = PROJECTION_DIM, **kw):
@@ -92,8 +93,6 @@ class SimCLR(Method):
             raise ValueError("SimCLR pre-training needs at least 2 noisy images (negatives come from other images)")
         check_crop(data, cfg.crop_size)
         super().__init__(data, cfg, model=model, **kw)
-        if hasattr(self.source, "min_decodable"):  # a file-backed collection: found out while training
-            self.source.min_decodable = 2
         self.head = ProjectionHead(model.feature_channels, proj_dim)
         self.head.to(next(model.parameters()).device)
         self.criterion = FeatureNTXent(cfg.temperature)
