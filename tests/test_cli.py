@@ -62,7 +62,8 @@ def test_finetune_from_checkpoint_and_evaluate(pretrained, tmp_path):
     root, data, ckpt = pretrained
     out = tmp_path / "ft.safetensors"
     res = runner.invoke(app, ["finetune", str(data), "--init", str(ckpt), "--out", str(out), "--steps", "2",
-                              "--crop-size", "16", "--batch-size", "2", "--label-fraction", "0.34", "--no-progress"])
+                              "--crop-size", "16", "--batch-size", "2", "--label-fraction", "0.34", "--no-progress",
+                              "--width", "4", "--arch", "unet"])  # agreeing with the checkpoint's network: accepted
     assert res.exit_code == 0, res.output
     meta = read_metadata(out)
     assert meta["stage"] == "finetune" and meta["init_stage"] == "pretrain" and len(meta["labelled_images"]) == 1

@@ -295,6 +295,14 @@ OPTION_CASES = {
     "empty-pretrain-out": (["pretrain", "{good}", "--out", ""], "--out"),
     "empty-pretrain-log": (["pretrain", "{good}", "-o", "{out}/m.safetensors", "--log", ""], "--log"),
     "empty-finetune-init": (["finetune", "{good}", "-o", "{out}/m.safetensors", "--init", ""], "--init"),
+    # an output under /proc passes os.access for root: refused before any work, not after it
+    "evaluate-json-proc": (["evaluate", "{ckpt}", "--data", "{good}", "--json", "/proc/rcl-none/x.json"], "--json"),
+    # the architecture options apply from scratch; with --init they were silently ignored
+    "finetune-init-width": (["finetune", "{good}", "-o", "{out}/m.safetensors", "--init", "{ckpt}", "--width", "8",
+                             "--crop-size", "16"],
+                            "--width 8"),
+    "finetune-init-arch": (["finetune", "{good}", "-o", "{out}/m.safetensors", "--init", "{ckpt}", "--arch",
+                            "dncnn", "--crop-size", "16"], "--arch dncnn"),
     "empty-finetune-noisy": (["finetune", "{good}", "-o", "{out}/m.safetensors", "--noisy", ""], "--noisy"),
     "empty-finetune-log": (["finetune", "{good}", "-o", "{out}/m.safetensors", "--log="], "--log"),
     "empty-evaluate-checkpoint": (["evaluate", "{ckpt}", "", "--data", "{good}"], "checkpoints"),
@@ -375,6 +383,16 @@ def test_bad_options(corpus, tmp_path, name):
     _assert_one_line_error(res, culprit)
     assert not out.exists()
     assert _digest(corpus["root"]) == before
+
+
+def test_save_every_state_path_that_is_a_folder_is_refused_before_training(corpus, tmp_path):
+    """--save-every writes OUT's state beside it; a folder of that name failed only after training."""
+    out = tmp_path / "m.safetensors"
+    (tmp_path / "m.state.safetensors").mkdir()
+    res = runner.invoke(app, ["finetune", str(corpus["good"]), "-o", str(out), "--save-every", "1", "--steps", "2",
+                              "--crop-size", "16", "--width", "4", "--depth", "1", "--no-progress"])
+    _assert_one_line_error(res, "m.state.safetensors", "folder")
+    assert not out.exists() and "device" not in res.output  # refused before the run's announcement
 
 
 def test_every_path_parameter_refuses_the_empty_string():
@@ -561,3 +579,9 @@ def test_network_with_overflowing_output_writes_nothing(tmp_path):
     res = runner.invoke(app, ["evaluate", str(ckpt), "--data", str(data), "--noise", "gaussian:25", "--threads", "1"])
     assert res.exit_code == 2, res.output
     assert "NaN or infinite" in res.output
+    # fine-tuning from it stops at step 1, before any update: the starting weights, not the learning rate
+    res = runner.invoke(app, ["finetune", str(data), "--init", str(ckpt), "-o", str(tmp_path / "ft.safetensors"),
+                              "--steps", "2", "--crop-size", "16", "--threads", "1", "--no-progress"])
+    assert res.exit_code == 2, res.output
+    assert "step 1, before any update" in res.output and "--init" in res.output, res.output
+    assert not (tmp_path / "ft.safetensors").exists()

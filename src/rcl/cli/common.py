@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import tempfile
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -189,6 +190,7 @@ def make_engine(device: str = "auto", precision: "Precision | str" = "fp32", *, 
         if log is not None and log.resolve() == r:
             raise UsageError(f"{state}: given as both --log and the training state of --save-every")
         resuming_it = resume is not None and resume.resolve() == r
+        check_writable_target(state, "the training state of --save-every")  # a folder there fails early
         if state.exists() and not resuming_it and not overwrite:
             raise FileExistsError(f"{state}: exists where --save-every writes this run's training state; "
                                   f"continue that run with --resume {state}, or pass --overwrite to replace it")
@@ -335,6 +337,12 @@ def check_creatable(path: Path, what: str) -> None:
     if not os.access(parent, os.W_OK):
         raise UsageError(f"{path}: {what} cannot be written ({parent} is not writable)")
     check_outside_package(path, what)
+    try:  # os.access says yes to root everywhere: a probe file (removed at once) finds /proc, read-only mounts…
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".rcl-probe-")
+    except OSError as exc:
+        raise UsageError(f"{path}: {what} cannot be written ({parent}: {exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def check_writable_target(path: Path, what: str) -> None:

@@ -21,9 +21,23 @@ from .task_options import (DEFAULT_TASK, PatternOpt, ScaleOpt, TaskName, TrainNo
 _DEFAULT = {"steps": 2000, "batch_size": 8, "crop_size": 64, "lr": 1e-3, "val_every": 250}
 
 
-def _from_scratch(what: str):
-    """An option of the new network, ignored with --init (the checkpoint's network is used)."""
-    return typer.Option(help=f"{what} when training from scratch.")
+# The new network's defaults when training from scratch (with --init the checkpoint's network is used)
+_SCRATCH = {"arch": "unet", "width": 16, "depth": 3}
+
+
+def _from_scratch(what: str, key: str):
+    """An option of the new network; with --init it must agree with the checkpoint's network."""
+    return typer.Option(help=f"{what} when training from scratch [default: {_SCRATCH[key]}]; with --init "
+                             f"it must match the checkpoint's network, if given.", show_default=False)
+
+
+def _check_init_architecture(init: Path, mcfg, given: dict) -> None:
+    """Refuse --arch/--width/--depth that differ from the --init checkpoint's network (they were
+    silently ignored before): one line naming the option and the checkpoint's value."""
+    for key, value in given.items():
+        if value is not None and value != getattr(mcfg, key):
+            raise UsageError(f"--{key} {value}: --init {init} is a network with {key} {getattr(mcfg, key)}; "
+                             f"the architecture options apply only when training from scratch (omit --{key})")
 
 
 def _load_images_and_pairs(data: Path, noisy: Optional[Path], noise: str, channels: Optional[int], crop_size: int):
@@ -70,9 +84,9 @@ def finetune(
                                       "1 to the number of images; chosen exactly as --label-fraction N/len(DATA) "
                                       "chooses them. Excludes --label-fraction.")] = None,
     channels: Annotated[Optional[int], typer.Option(help="Convert images to 1 or 3 channels.")] = None,
-    arch: Annotated[Arch, _from_scratch("Architecture")] = Arch.unet,
-    width: Annotated[int, _from_scratch("Width")] = 16,
-    depth: Annotated[int, _from_scratch("Depth")] = 3,
+    arch: Annotated[Optional[Arch], _from_scratch("Architecture", "arch")] = None,
+    width: Annotated[Optional[int], _from_scratch("Width", "width")] = None,
+    depth: Annotated[Optional[int], _from_scratch("Depth", "depth")] = None,
     steps: StepsOpt = _DEFAULT["steps"],
     batch_size: Annotated[int, typer.Option(help="Crops per step.")] = _DEFAULT["batch_size"],
     crop_size: Annotated[int, typer.Option(help="Crop side in pixels (of the clean/high-res image).")] = _DEFAULT["crop_size"],
@@ -132,6 +146,13 @@ def finetune(
     if noisy is None and not parse_noise_spec(noise).synthetic:
         raise UsageError("--noise real needs --noisy (noisy/clean pairs); or give a synthetic --noise")
     task_check(the_task.check_crop_size, crop_size)
+    init_model, meta = None, {}
+    if init is not None:  # before the images: a checkpoint's error comes without the images' warnings
+        init_model, meta = load_checkpoint(init)
+        mcfg = ModelConfig(**meta["model"])
+        task_check(the_task.check_init, meta, prefix=f"{init}: ")
+        _check_init_architecture(init, mcfg, {"arch": arch.value if arch is not None else None,
+                                               "width": width, "depth": depth})
     with held_warnings():  # an error about either folder comes alone, without the other's warnings
         images, noise_model, pairs = _load_images_and_pairs(data, noisy, noise, channels, crop_size)
     if labels is not None:  # the count goes through the fraction's one selection (rcl.training.labelled_subset)
@@ -141,14 +162,10 @@ def finetune(
             raise UsageError(f"--labels {labels}: {what}; give 1 to {len(images)}")
         cfg = Supervised.Config(**{**cfg.model_dump(), "label_fraction": fraction_for_label_count(labels, len(images))})
     body_channels = task_check(the_task.body_channels, images.channels, prefix=f"{data}: ")
-    init_model, meta = None, {}
-    if init is not None:
-        init_model, meta = load_checkpoint(init)
-        mcfg = ModelConfig(**meta["model"])
-        task_check(the_task.check_init, meta, prefix=f"{init}: ")
-    else:
-        mcfg = ModelConfig(arch=arch.value, in_channels=body_channels, out_channels=body_channels,
-                           width=width, depth=depth)
+    if init is None:
+        mcfg = ModelConfig(arch=arch.value if arch is not None else _SCRATCH["arch"], in_channels=body_channels,
+                           out_channels=body_channels, width=width if width is not None else _SCRATCH["width"],
+                           depth=depth if depth is not None else _SCRATCH["depth"])
     if mcfg.in_channels != body_channels:
         hint = f"; use --channels {mcfg.in_channels}" if body_channels == images.channels else ""
         raise UsageError(f"{data}: the task needs a model taking {body_channels} channel(s) but the model "
