@@ -77,8 +77,11 @@ per_step = (timed(p + 5) - timed(5)) / p
 steps = max(12, int(args["budget"] / per_step))
 every = max(1, steps // 12)
 
-curve, spent = [], {"val": 0.0}
+curve, spent, held = [], {"val": 0.0}, {}
 class Timed(V.Validation):
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        held["val"] = self  # the validation split, for the evaluation at --eval-noise below
     def __call__(self, model):
         t = time.process_time()
         score = super().__call__(model)
@@ -94,7 +97,16 @@ res = fit(task, Supervised, clean, {**base, "steps": steps, "val_every": every},
 cpu = time.process_time() - t0 - spent["val"]
 last_q = [c for c in curve if c[0] >= 0.75 * steps]
 gain = curve[-1][2] - min(last_q, key=lambda c: c[0])[2] if len(last_q) > 1 else float("nan")
-print(json.dumps({"per_step_cpu_s": per_step, "steps": steps, "val_every": every, "cpu_s": cpu,
+extra = {}
+if args.get("eval_noise"):  # the kept (best) network, and BM3D (σ known), on the same validation split
+    from rcl.evaluation.bm3d_baseline import bm3d_denoiser
+    from rcl.evaluation.protocol import evaluate, model_denoiser
+    v = held["val"]
+    den = {"net": model_denoiser(res.model), **({"bm3d": bm3d_denoiser()} if args.get("bm3d") else {})}
+    r, _ = evaluate(den, v.clean, parse_noise_spec(args["eval_noise"]), v.seed, task=task)
+    extra = {"eval_noise": args["eval_noise"], "eval_psnr": r["net"].mean("psnr"),
+             **({"bm3d_psnr": r["bm3d"].mean("psnr")} if "bm3d" in r else {})}
+print(json.dumps({**extra, "per_step_cpu_s": per_step, "steps": steps, "val_every": every, "cpu_s": cpu,
                   "wall_s": time.perf_counter() - w0, "curve": curve, "best_psnr": res.best_psnr,
                   "best_step": res.best_step, "final_psnr": curve[-1][2], "last_quarter_gain_db": gain,
                   "n_train": len(res.labelled), "n_val": len(res.validation),
@@ -114,6 +126,9 @@ def main() -> int:
     ap.add_argument("--candidates", default=",".join(DEFAULT), help="comma-separated names")
     ap.add_argument("--jobs", type=int, default=1, help="candidates run at once (one thread each)")
     ap.add_argument("--probe", type=int, default=40, help="steps timed to size each run")
+    ap.add_argument("--eval-noise", default=None,
+                    help="also score the kept network on the validation split at this noise (e.g. gaussian:25)")
+    ap.add_argument("--bm3d", action="store_true", help="with --eval-noise: BM3D (σ known) on the same split")
     ap.add_argument("--smoke", action="store_true", help="2 candidates, 16 images, a few seconds each")
     args = ap.parse_args()
     names = args.candidates.split(",")
@@ -137,16 +152,20 @@ def main() -> int:
         problems.append(f"--jobs {args.jobs}: give at least 1")
     if not Path(args.data).is_dir():
         problems.append(f"--data {args.data}: no such folder")
-    try:
-        parse_noise_spec(args.noise)
-    except ValueError as exc:
-        problems.append(f"--noise {args.noise}: {exc}")
+    for opt, spec in (("--noise", args.noise), ("--eval-noise", args.eval_noise)):
+        try:
+            if spec is not None:
+                parse_noise_spec(spec)
+        except ValueError as exc:
+            problems.append(f"{opt} {spec}: {exc}")
+    if args.bm3d and args.eval_noise is None:
+        problems.append("--bm3d needs --eval-noise (the noise at which BM3D, σ known, is scored)")
     if problems:
         print(f"error: {problems[0]}", file=sys.stderr)
         return 2
     out = Path(args.out)
     settings = {"data": str(Path(args.data).resolve()), "budget_cpu_s": budget, "noise": args.noise,
-                "smoke": args.smoke}
+                "smoke": args.smoke, **({"eval_noise": args.eval_noise, "bm3d": args.bm3d} if args.eval_noise else {})}
     done = set()
     if out.exists():
         try:
@@ -173,7 +192,7 @@ def main() -> int:
                 cfg = {**cfg, "crop_size": 32, "batch_size": 4}
             used[name] = cfg
             spec = {"data": args.data, "noise": args.noise, "model": model, "cfg": cfg, "budget": budget,
-                    "probe": probe, "limit": limit}
+                    "probe": probe, "limit": limit, "eval_noise": args.eval_noise, "bm3d": args.bm3d}
             proc = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(spec)], env=env,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             running.append((name, proc, time.time()))
@@ -196,7 +215,9 @@ def main() -> int:
                 fh.write(json.dumps(rec) + "\n")
             print(f"{name}: {rec['steps']} steps, best {rec['best_psnr']:.2f} dB at {rec['best_step']}, "
                   f"final {rec['final_psnr']:.2f}, last-quarter gain {rec['last_quarter_gain_db']:+.3f} dB, "
-                  f"{rec['cpu_s']:.0f} CPU-s", flush=True)
+                  f"{rec['cpu_s']:.0f} CPU-s" + (f"; at {rec['eval_noise']}: {rec['eval_psnr']:.2f} dB" +
+                                                (f", BM3D {rec['bm3d_psnr']:.2f} dB" if "bm3d_psnr" in rec else "")
+                                                if "eval_noise" in rec else ""), flush=True)
     if failed:
         print(f"error: {failed} candidate(s) failed (see above)", file=sys.stderr)
         return 1
