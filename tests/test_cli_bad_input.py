@@ -585,3 +585,85 @@ def test_network_with_overflowing_output_writes_nothing(tmp_path):
     assert res.exit_code == 2, res.output
     assert "step 1, before any update" in res.output and "--init" in res.output, res.output
     assert not (tmp_path / "ft.safetensors").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# output paths that are special files or links (adversarial pass)
+# ---------------------------------------------------------------------------------------------
+
+def _special_output(kind: str, tmp_path: Path) -> tuple[Path, str]:
+    """An output path of ``kind`` in tmp_path, and the text the refusal must contain."""
+    import os
+
+    if kind == "fifo":  # with --overwrite it was replaced by a regular file (as /dev/null would be)
+        os.mkfifo(tmp_path / "fifo.json")
+        return tmp_path / "fifo.json", "not a regular file"
+    if kind == "loop":  # Path.resolve() raised RuntimeError: a traceback, exit 1
+        os.symlink(tmp_path / "loop2", tmp_path / "loop1")
+        os.symlink(tmp_path / "loop1", tmp_path / "loop2")
+        return tmp_path / "loop1" / "x.json", "loop"
+    if kind == "dangling-parent":  # passed the checks and failed with EEXIST after the work
+        os.symlink(tmp_path / "nowhere" / "zz", tmp_path / "dl")
+        return tmp_path / "dl" / "x.json", "broken symbolic link"
+    if kind == "dangling-output":  # replaced without --overwrite (exists() follows the link)
+        os.symlink(tmp_path / "nowhere" / "zz.json", tmp_path / "dang.json")
+        return tmp_path / "dang.json", "broken symbolic link"
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "loop", "dangling-parent", "dangling-output"])
+def test_special_output_paths_are_refused_before_any_work(corpus, tmp_path, kind):
+    import os
+
+    path, why = _special_output(kind, tmp_path)
+    before = sorted((p.name, p.is_symlink()) for p in tmp_path.iterdir())
+    res = runner.invoke(app, ["evaluate", str(corpus["ckpt"]), "--data", str(corpus["good"]), "--json", str(path),
+                              "--overwrite"])
+    _assert_one_line_error(res, path.name, why)
+    assert "PSNR" not in res.output  # refused before the table
+    assert sorted((p.name, p.is_symlink()) for p in tmp_path.iterdir()) == before  # nothing made or replaced
+    if kind == "fifo":
+        import stat
+
+        assert stat.S_ISFIFO(os.lstat(path).st_mode)
+
+
+def test_benchmark_output_that_is_a_broken_link_is_refused(tmp_path):
+    import os
+
+    os.symlink(tmp_path / "nowhere" / "q", tmp_path / "rdl")
+    res = runner.invoke(app, ["benchmark", "smoke", "--data-root", str(tmp_path), "-o", str(tmp_path / "rdl")])
+    _assert_one_line_error(res, "rdl", "broken symbolic link")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_log_name_at_the_file_system_limit_trains(corpus, tmp_path):
+    """The log is written as LOG.XXXXXXXX.part beside it; a log name near the limit used to fail
+    with ENAMETOOLONG after the announcement: now its temporary file gets a short name."""
+    from rcl.cli.common import name_max
+
+    log = tmp_path / ("L" * (name_max(tmp_path) - 4) + ".csv")
+    out = tmp_path / "m.safetensors"
+    res = runner.invoke(app, ["finetune", str(corpus["good"]), "-o", str(out), "--log", str(log), "--steps", "2",
+                              "--crop-size", "16", "--width", "4", "--depth", "1", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert out.exists() and len(log.read_text().splitlines()) == 3 and not list(tmp_path.glob("*.part"))
+
+
+def test_evaluate_takes_a_file_name_that_is_not_utf8(tmp_path):
+    """The per-image noise seed hashed ``name.encode()``, which fails on a surrogate-escaped name."""
+    import os
+
+    data = tmp_path / "bytes"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    write_image(data / "ok.png", torch.from_numpy(rng.random((1, 24, 24), dtype=np.float32)))
+    odd = os.fsdecode(b"\xff\xfe.png")
+    write_image(data / odd, torch.from_numpy(rng.random((1, 24, 24), dtype=np.float32)))
+    cfg = ModelConfig(width=4, depth=1)
+    ckpt = tmp_path / "m.safetensors"
+    save_checkpoint(ckpt, build_model(cfg), cfg)
+    js = tmp_path / "s.json"
+    res = runner.invoke(app, ["evaluate", str(ckpt), "--data", str(data), "--json", str(js)])
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(js.read_text())["results"]["m.safetensors"]["images"]) == 2

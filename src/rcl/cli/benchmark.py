@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (DeviceOpt, Precision, PrecisionOpt, SaveEveryOpt, ThreadsOpt, UsageError, errors_to_exit, make_engine,
-                     path_option, set_threads)
+                     name_too_long, path_option, set_threads)
 
 
 @errors_to_exit
@@ -34,12 +34,18 @@ def benchmark(
 
     if not config:
         raise UsageError("CONFIG is empty; give a preset name or a YAML config file")
+    name = Path(config).stem if config.endswith((".yaml", ".yml")) else config
+    out = out if out is not None else Path("runs") / f"benchmark-{name}"
+    if out.is_symlink() and not out.exists():  # resolve() would follow it and create its target
+        raise UsageError(f"{out}: -o is a broken symbolic link; remove it or choose another folder")
+    too_long = name_too_long(out, extra=len(".") + len(".partial"))  # assembled as .<out>.partial
+    if too_long:
+        raise UsageError(f"{out}: the -o folder name is {too_long}; choose a shorter name")
     cfg = load_config(config, data_root)
     set_threads(threads)
     engine = make_engine(device, precision, progress=progress)
     engine.announce = False
-    name = Path(config).stem if config.endswith((".yaml", ".yml")) else config
-    out = (out if out is not None else Path("runs") / f"benchmark-{name}").resolve()
+    out = out.resolve()
     report = run_benchmark(cfg, out, progress=progress, command=" ".join(["rcl"] + sys.argv[1:]), engine=engine,
                            save_every=save_every)
     typer.echo(f"report: {report}")

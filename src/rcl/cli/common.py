@@ -64,6 +64,10 @@ def errors_to_exit(fn):
             msg = _format_validation(exc)
         except (ImageReadError, CheckpointError, UsageError, OSError, ValueError, FloatingPointError) as exc:
             msg = str(exc)
+        except RuntimeError as exc:  # Path.resolve() on a symbolic-link loop (Python ≤ 3.12); others propagate
+            if not str(exc).startswith("Symlink loop"):
+                raise
+            msg = f"{exc} (a symbolic link that points back to itself)"
         except TrainingStopped as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(128 + exc.signum) from None
@@ -313,10 +317,14 @@ def name_max(folder: Path) -> int:
         return 255
 
 
-def name_too_long(path: Path) -> Optional[str]:
-    """Why the file name of ``path`` is too long for its folder's file system (None: it fits)."""
-    size, limit = len(os.fsencode(path.name)), name_max(path.parent)
-    return f"{size} bytes, over the file system's limit of {limit}" if size > limit else None
+def name_too_long(path: Path, extra: int = 0) -> Optional[str]:
+    """Why the file name of ``path`` (plus ``extra`` bytes of a temporary name made from it) is too
+    long for its folder's file system (None: it fits)."""
+    size, limit = len(os.fsencode(path.name)), name_max(path.parent) - extra
+    if size <= limit:
+        return None
+    return f"{size} bytes, over the file system's limit of {limit + extra}" + \
+        (f" less the {extra} of rcl's temporary name" if extra else "")
 
 
 def check_outside_package(path: Path, what: str) -> None:
@@ -331,6 +339,8 @@ def check_creatable(path: Path, what: str) -> None:
     writable folder, and it is outside the installed package."""
     parent = path.parent
     while not parent.exists():
+        if parent.is_symlink():  # a broken link: "creating" it fails only after the work (EEXIST)
+            raise UsageError(f"{path}: {what} cannot be created ({parent} is a broken symbolic link)")
         parent = parent.parent
     if not parent.is_dir():
         raise UsageError(f"{path}: {what} cannot be created ({parent} is not a folder)")
@@ -352,11 +362,15 @@ def check_writable_target(path: Path, what: str) -> None:
         raise UsageError(f"{what}: the file name is {too_long}; choose a shorter name")
     if path.is_dir():
         raise UsageError(f"{path}: {what} is a folder; give a file name")
+    if path.is_symlink() and not path.exists():  # exists() follows the link: it would be replaced unasked
+        raise UsageError(f"{path}: {what} is a broken symbolic link; remove it or choose another name")
     check_creatable(path, what)
 
 
 def check_replace(path: Path, what: str, overwrite: bool) -> None:
     """The one rule of every command: an existing output is replaced only with --overwrite."""
+    if path.exists() and not path.is_file():  # a device node, FIFO or socket: never replaced (e.g. /dev/null)
+        raise UsageError(f"{path}: {what} exists and is not a regular file; choose another name")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: {what} exists; pass --overwrite to replace it")
 

@@ -309,8 +309,9 @@ def crop_batch(images: "ImageSet | ImageBank", batch: int, crop: int, draws,
 
 
 def image_seed(seed: int, name: str) -> int:
-    """A per-image seed that depends on the run seed and the file name only (not on the order)."""
-    return (seed * 1_000_003 + zlib.crc32(name.encode())) % (2**63 - 1)
+    """A per-image seed that depends on the run seed and the file name only (not on the order):
+    the CRC-32 of the name's UTF-8 bytes (a name that is not UTF-8: its raw bytes, surrogate-escaped)."""
+    return (seed * 1_000_003 + zlib.crc32(name.encode("utf-8", "surrogateescape"))) % (2**63 - 1)
 
 
 def add_noise_per_image(images: ImageSet, noise: NoiseModel, seed: int) -> tuple[ImageSet, torch.Tensor]:

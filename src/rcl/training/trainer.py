@@ -16,6 +16,7 @@ exactly as the uninterrupted run (bit for bit on the CPU).
 from __future__ import annotations
 
 import csv
+import errno
 import math
 import os
 import sys
@@ -221,7 +222,12 @@ def train(model: nn.Module, method, steps: int, lr: float, seed: int = 0,
         log_path.parent.mkdir(parents=True, exist_ok=True)
         # a new file beside the log (never a file of the user's), renamed onto it at the end;
         # rows are flushed as training goes: `tail -f LOG.*.part`
-        fd, name = tempfile.mkstemp(prefix=log_path.name + ".", suffix=".part", dir=log_path.parent)
+        try:
+            fd, name = tempfile.mkstemp(prefix=log_path.name + ".", suffix=".part", dir=log_path.parent)
+        except OSError as exc:  # a log name near the file system's limit: a short temporary name
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+            fd, name = tempfile.mkstemp(prefix=".rcl-log-", suffix=".part", dir=log_path.parent)
         part = Path(name)
         umask = os.umask(0)
         os.umask(umask)
