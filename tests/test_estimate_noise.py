@@ -90,6 +90,29 @@ def test_a_network_whose_residual_does_not_grow_is_refused():
         calibrate(_Scale(1.0), clean)
 
 
+def test_a_network_with_non_finite_output_is_refused_by_name():
+    """An overflowing network gave 'does not grow … (mean nan and nan …)'; now the NaN is named."""
+    clean = ImageSet([torch.from_numpy(_smooth(24, 24)).float()], ["a.png"])
+    with pytest.raises(ValueError, match="NaN or infinite values on the calibration images at σ = 5"):
+        calibrate(_Scale(float("nan")), clean)
+
+
+def test_wavelet_estimator_on_a_flat_image_is_zero_without_warnings():
+    """scikit-image's MAD of the non-zero detail coefficients is the median of none on a flat
+    image (nan, 'Mean of empty slice'): rcl reads it as σ̂ = 0."""
+    import warnings
+
+    from rcl.evaluation.noise_level import estimate_sigma_wavelet
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert estimate_sigma_wavelet(torch.zeros(1, 32, 32)) == 0.0
+        assert estimate_sigma_wavelet(torch.zeros(3, 32, 32)) == 0.0
+        rgb = torch.zeros(3, 32, 32)
+        rgb[1] = torch.rand(32, 32, generator=torch.Generator().manual_seed(0))
+        assert 0 < estimate_sigma_wavelet(rgb) < 0.5  # flat channels count as 0 in the mean
+
+
 def test_calibration_of_a_known_residual():
     """f(y) = y/2 on a constant image c: residual (y − c + c)/2 has std σ/2 exactly up to the noise
     sample: the fitted curve is increasing and its inverse gives back σ on fresh noise."""

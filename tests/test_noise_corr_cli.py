@@ -279,3 +279,14 @@ def test_cli_refusals(pairs, tmp_path):
     _one_error(runner.invoke(app, ["noise-corr", noisy, "--clean", clean, "--json", str(js), "--overwrite"]),
                "input")
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_a_non_finite_residual_is_named_not_called_constant():
+    from rcl.evaluation.noise_corr import noise_autocorrelation
+
+    r = torch.randn(1, 32, 32)
+    r[0, 3, 4] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        noise_autocorrelation(r)
+    with pytest.raises(ValueError, match="constant"):
+        noise_autocorrelation(torch.zeros(1, 32, 32))

@@ -93,7 +93,10 @@ def estimate_noise(
         noisy.append((p, y))
     cal_images = load_image_set(calibration, channels=want, min_size=MIN_SIDE,
                                 min_size_reason=f"{MIN_SIDE} px (--calibration)")
-    cal = calibrate(model, cal_images, CALIBRATION_SIGMAS, seed=seed, tile=tile)
+    try:
+        cal = calibrate(model, cal_images, CALIBRATION_SIGMAS, seed=seed, tile=tile)
+    except ValueError as exc:  # the network cannot be calibrated: name it
+        raise UsageError(f"{checkpoint}: {exc}") from None
 
     rows, per_image = [], []
     for p, y in noisy:

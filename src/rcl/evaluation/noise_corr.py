@@ -85,7 +85,8 @@ def noise_autocorrelation(residual: torch.Tensor, lags: Sequence[int] = DEFAULT_
 
     Raises:
         ValueError: a bad shape, lag or stride; sub-images no larger than the largest lag
-            (⌊H/s⌋ or ⌊W/s⌋ ≤ max lag); a residual that is constant in every channel.
+            (⌊H/s⌋ or ⌊W/s⌋ ≤ max lag); a residual that is constant in every channel, or that has
+            NaN or infinite values.
     """
     s = _check_int(stride, "PD stride", 1)
     lags = tuple(_check_int(k, "lag", 1) for k in lags)
@@ -102,6 +103,9 @@ def noise_autocorrelation(residual: torch.Tensor, lags: Sequence[int] = DEFAULT_
         raise ValueError(f"a {w}×{h} px residual is too small for PD stride {s} and lag {max(lags)} "
                          f"(sub-images of {sw}×{sh} px; need more than {max(lags)} px each way)")
     x = r[:, : sh * s, : sw * s].to(torch.float64)
+    if not bool(torch.isfinite(x).all()):  # before the variance test: NaN is not "constant"
+        raise ValueError("the residual has NaN or infinite values (a network whose output overflows: "
+                         "weights out of range?)")
     z = pd_down(x.unsqueeze(0), s)  # (s², C, sh, sw)
     z = z - z.mean(dim=(-2, -1), keepdim=True)
     var = (z * z).mean(dim=(0, 2, 3))  # per channel

@@ -45,6 +45,7 @@ interpolation of the monotone (isotonic) means).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -110,7 +111,12 @@ def estimate_sigma_wavelet(image) -> float:
     from skimage.restoration import estimate_sigma as sk_estimate_sigma
 
     arr = _as_array(image)
-    return float(sk_estimate_sigma(arr.transpose(1, 2, 0), channel_axis=-1, average_sigmas=True))
+    with warnings.catch_warnings():  # a flat channel: no non-zero detail coefficient, the median of none
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sig = sk_estimate_sigma(arr.transpose(1, 2, 0), channel_axis=-1, average_sigmas=False)
+    # scikit-image takes the MAD of the non-zero finest-scale detail coefficients; a channel with
+    # none (constant, or piecewise constant at the finest scale) has no measurable noise: σ̂ = 0
+    return float(np.mean([0.0 if math.isnan(v) else v for v in np.atleast_1d(sig)]))
 
 
 def _patches(arr: np.ndarray, patch: int, stride: int) -> np.ndarray:
@@ -328,8 +334,9 @@ def calibrate(model: nn.Module, clean, sigmas: Sequence[float] = CALIBRATION_SIG
         :class:`SigmaCalibration` (on the [0, 1] scale).
 
     Raises:
-        ValueError: a bad grid; a residual std that does not grow strictly with σ (the network
-            cannot be calibrated: its isotonic fit has a flat step, named by σ).
+        ValueError: a bad grid; a network output with NaN or infinite values; a residual std that
+            does not grow strictly with σ (the network cannot be calibrated: its isotonic fit has a
+            flat step, named by σ).
     """
     from ..data.datasets import add_noise_per_image
     from ..data.noise import GaussianNoise
@@ -341,6 +348,9 @@ def calibrate(model: nn.Module, clean, sigmas: Sequence[float] = CALIBRATION_SIG
     for s in grid:
         noisy, _ = add_noise_per_image(clean, GaussianNoise(s / SCALE), seed)
         means.append(float(np.mean([image_residual_std(model, y, tile=tile) for y in noisy.images])))
+        if not math.isfinite(means[-1]):
+            raise ValueError(f"the network's output has NaN or infinite values on the calibration images at "
+                             f"σ = {s:g} (weights out of range?): it cannot be calibrated")
     fitted = _isotonic(means)
     for a, b, fa, fb in zip(grid, grid[1:], fitted, fitted[1:]):
         if not fb > fa:
