@@ -332,7 +332,21 @@ def test_list_images_sorted_filtered(tmp_path):
     for name in ["b.png", "a.JPG", "c.tif", "notes.txt", ".hidden.png", ".x.png.part.png"]:
         (tmp_path / name).write_bytes(b"")
     (tmp_path / "dir.png").mkdir()
-    assert [p.name for p in list_images(tmp_path)] == ["a.JPG", "b.png", "c.tif"]
+    with pytest.warns(UserWarning, match="dir.png: an image name but not a readable regular file"):
+        assert [p.name for p in list_images(tmp_path)] == ["a.JPG", "b.png", "c.tif"]
+
+
+def test_list_images_warns_once_about_image_names_that_are_not_files(tmp_path):
+    import os
+
+    write_image(tmp_path / "a.png", torch.rand(1, 8, 8))
+    os.symlink(tmp_path / "nowhere.png", tmp_path / "dangling.png")
+    os.symlink(tmp_path / "l2.png", tmp_path / "l1.png")
+    os.symlink(tmp_path / "l1.png", tmp_path / "l2.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "notes.txt").write_text("not an image name: no warning")
+    with pytest.warns(UserWarning, match=r"dangling\.png and 3 more: an image name but not a readable regular"):
+        assert [p.name for p in list_images(tmp_path)] == ["a.png"]
 
 
 def test_list_images_errors(tmp_path):

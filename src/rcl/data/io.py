@@ -477,7 +477,8 @@ def write_image(path: str | os.PathLike, img: torch.Tensor, bit_depth: int = 8) 
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Sorted image files (by suffix) directly inside ``folder``.
+    """Sorted image files (by suffix) directly inside ``folder``; entries with an image suffix that
+    are not regular files (broken symbolic links, FIFOs, folders) are skipped with one warning.
 
     Raises:
         FileNotFoundError: the folder does not exist.
@@ -489,8 +490,13 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
         raise FileNotFoundError(f"{folder}: no such folder")
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder}: not a folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                   and not p.name.startswith("."))
+    named = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
+    files = sorted(p for p in named if p.is_file())
+    others = sorted(p for p in named if not p.is_file())  # broken links, link loops, FIFOs, folders
+    if others:
+        more = f" and {len(others) - 1} more" if len(others) > 1 else ""
+        warnings.warn(f"{others[0]}{more}: an image name but not a readable regular file (a broken symbolic link, "
+                      f"a FIFO or a folder?); skipped", stacklevel=2)
     if not files:
         raise ValueError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)})")
     return files
