@@ -96,7 +96,7 @@ def test_train_without_log_and_extra_params():
 @pytest.mark.parametrize("bad_step", [1, 4])
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_loss_raises_and_leaves_no_log(tmp_path, bad_step, value):
-    log = tmp_path / "run.csv"
+    log = tmp_path / "new" / "sub" / "run.csv"  # folders made for the log are removed again
     with pytest.raises(FloatingPointError, match=f"step {bad_step}") as exc:
         train(_conv(), NaNAt(bad_step, value), 10, 0.01, 0, log_path=log,
               progress=False)

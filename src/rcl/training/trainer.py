@@ -217,9 +217,13 @@ def train(model: nn.Module, method, steps: int, lr: float, seed: int = 0,
     log_every = engine.log_every or -(-steps // 20)  # default: at most 20 lines per run
     label = desc or getattr(method, "name", "train")
     fh = writer = part = None
+    made: list[Path] = []  # folders made for the log, removed again (when empty) if training fails
     if log_path is not None and main:
         log_path = Path(log_path)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        for d in reversed([log_path.parent, *log_path.parent.parents]):
+            if not d.exists():
+                d.mkdir()
+                made.append(d)
         # a new file beside the log (never a file of the user's), renamed onto it at the end;
         # rows are flushed as training goes: `tail -f LOG.*.part`
         try:
@@ -311,6 +315,11 @@ def train(model: nn.Module, method, steps: int, lr: float, seed: int = 0,
         if fh is not None:
             fh.close()
             part.unlink(missing_ok=True)  # never leave a half-written log behind
+        for d in reversed(made):  # ... nor the empty folders made for it
+            try:
+                d.rmdir()
+            except OSError:
+                break
         raise
     model.eval()
     return history
