@@ -667,3 +667,13 @@ def test_evaluate_takes_a_file_name_that_is_not_utf8(tmp_path):
     res = runner.invoke(app, ["evaluate", str(ckpt), "--data", str(data), "--json", str(js)])
     assert res.exit_code == 0, res.output
     assert len(json.loads(js.read_text())["results"]["m.safetensors"]["images"]) == 2
+
+
+def test_a_file_name_with_a_line_break_keeps_the_error_on_one_line(tmp_path):
+    data = tmp_path / "nl"
+    data.mkdir()
+    write_image(data / "ok.png", torch.rand(1, 40, 40))
+    (data / "bad\nname.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    res = runner.invoke(app, ["pretrain", str(data), "-o", str(tmp_path / "m.safetensors"), "--steps", "1",
+                              "--crop-size", "16", "--no-progress"])
+    _assert_one_line_error(res, "bad\\nname.png")

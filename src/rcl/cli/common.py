@@ -71,7 +71,8 @@ def errors_to_exit(fn):
         except TrainingStopped as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(128 + exc.signum) from None
-        typer.echo(f"error: {msg}", err=True)
+        # one line, even when a file name holds a line break
+        typer.echo("error: " + msg.replace("\r", "\\r").replace("\n", "\\n"), err=True)
         raise typer.Exit(2)
 
     return wrapper
