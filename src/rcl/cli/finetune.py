@@ -27,8 +27,8 @@ _SCRATCH = {"arch": "unet", "width": 16, "depth": 3}
 
 def _from_scratch(what: str, key: str):
     """An option of the new network; with --init it must agree with the checkpoint's network."""
-    return typer.Option(help=f"{what} when training from scratch [default: {_SCRATCH[key]}]; with --init "
-                             f"it must match the checkpoint's network, if given.", show_default=False)
+    return typer.Option(help=f"{what} when training from scratch (default {_SCRATCH[key]}); with --init, "
+                             f"if given, it must match the checkpoint's network.", show_default=False)
 
 
 def _check_init_architecture(init: Path, mcfg, given: dict) -> None:
