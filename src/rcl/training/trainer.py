@@ -278,13 +278,11 @@ def train(model: nn.Module, method, steps: int, lr: float, seed: int = 0,
                     rows = _floats(pending, summed)
                     pending = []
                     for r in rows:
-                        if not math.isfinite(r.get("loss", 0.0)) and r["step"] == 1:  # before any update: not the lr
-                            raise FloatingPointError(f"{label}: loss is {r['loss']} at step 1, before any update (the "
-                                                     f"starting network's weights, e.g. an --init checkpoint, or a "
-                                                     f"loss weight or temperature out of scale?)")
-                        if not math.isfinite(r.get("loss", 0.0)):
-                            raise FloatingPointError(f"{label}: loss is {r['loss']} at step {r['step']} (a learning rate, "
-                                                     f"loss weight or temperature out of scale?)")
+                        if not math.isfinite(r.get("loss", 0.0)):  # at step 1 no update has happened: not the lr
+                            why = (", before any update (the starting network's weights, e.g. an --init checkpoint, "
+                                   "or a loss weight or temperature out of scale?)" if r["step"] == 1 else
+                                   " (a learning rate, loss weight or temperature out of scale?)")
+                            raise FloatingPointError(f"{label}: loss is {r['loss']} at step {r['step']}{why}")
                     history.extend(rows)
                     if fh is not None:
                         if writer is None:
