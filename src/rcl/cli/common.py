@@ -351,7 +351,8 @@ def check_creatable(path: Path, what: str) -> None:
     try:  # os.access says yes to root everywhere: a probe file (removed at once) finds /proc, read-only mounts…
         fd, probe = tempfile.mkstemp(dir=parent, prefix=".rcl-probe-")
     except OSError as exc:
-        raise UsageError(f"{path}: {what} cannot be written ({parent}: {exc.strerror or exc})") from None
+        raise UsageError(f"{path}: {what} cannot be written (creating a file in {parent} fails: "
+                         f"{exc.strerror or exc})") from None
     os.close(fd)
     os.unlink(probe)
 
