@@ -608,10 +608,14 @@ def _special_output(kind: str, tmp_path: Path) -> tuple[Path, str]:
     if kind == "dangling-output":  # replaced without --overwrite (exists() follows the link)
         os.symlink(tmp_path / "nowhere" / "zz.json", tmp_path / "dang.json")
         return tmp_path / "dang.json", "broken symbolic link"
+    if kind == "loop-output":  # was called "a broken symbolic link"
+        os.symlink(tmp_path / "lo2.json", tmp_path / "lo1.json")
+        os.symlink(tmp_path / "lo1.json", tmp_path / "lo2.json")
+        return tmp_path / "lo1.json", "is a symbolic-link loop"
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind", ["fifo", "loop", "dangling-parent", "dangling-output"])
+@pytest.mark.parametrize("kind", ["fifo", "loop", "dangling-parent", "dangling-output", "loop-output"])
 def test_special_output_paths_are_refused_before_any_work(corpus, tmp_path, kind):
     import os
 
@@ -635,6 +639,10 @@ def test_benchmark_output_that_is_a_broken_link_is_refused(tmp_path):
     res = runner.invoke(app, ["benchmark", "smoke", "--data-root", str(tmp_path), "-o", str(tmp_path / "rdl")])
     _assert_one_line_error(res, "rdl", "broken symbolic link")
     assert not (tmp_path / "nowhere").exists()
+    os.symlink(tmp_path / "rl2", tmp_path / "rl1")
+    os.symlink(tmp_path / "rl1", tmp_path / "rl2")
+    res = runner.invoke(app, ["benchmark", "smoke", "--data-root", str(tmp_path), "-o", str(tmp_path / "rl1")])
+    _assert_one_line_error(res, "rl1", "symbolic-link loop")
 
 
 def test_a_log_name_at_the_file_system_limit_trains(corpus, tmp_path):

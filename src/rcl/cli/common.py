@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import tempfile
@@ -335,13 +336,24 @@ def check_outside_package(path: Path, what: str) -> None:
         raise UsageError(f"{path}: {what} is inside the installed rcl package ({package}); choose another place")
 
 
+def dangling_link(path: Path) -> str:
+    """What a symbolic link that does not lead to a file is: "a broken symbolic link" (its target
+    is missing) or "a symbolic-link loop" (it leads back to itself)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic-link loop"
+    return "a broken symbolic link"
+
+
 def check_creatable(path: Path, what: str) -> None:
     """``path`` (a file or a folder to be made) can be created: its nearest existing ancestor is a
     writable folder, and it is outside the installed package."""
     parent = path.parent
     while not parent.exists():
         if parent.is_symlink():  # a broken link: "creating" it fails only after the work (EEXIST)
-            raise UsageError(f"{path}: {what} cannot be created ({parent} is a broken symbolic link)")
+            raise UsageError(f"{path}: {what} cannot be created ({parent} is {dangling_link(parent)})")
         parent = parent.parent
     if not parent.is_dir():
         raise UsageError(f"{path}: {what} cannot be created ({parent} is not a folder)")
@@ -365,7 +377,7 @@ def check_writable_target(path: Path, what: str) -> None:
     if path.is_dir():
         raise UsageError(f"{path}: {what} is a folder; give a file name")
     if path.is_symlink() and not path.exists():  # exists() follows the link: it would be replaced unasked
-        raise UsageError(f"{path}: {what} is a broken symbolic link; remove it or choose another name")
+        raise UsageError(f"{path}: {what} is {dangling_link(path)}; remove it or choose another name")
     check_creatable(path, what)
 
 
