@@ -166,6 +166,13 @@ def main() -> int:
                 parse_noise_spec(spec)
         except ValueError as exc:
             problems.append(f"{opt} {spec}: {exc}")
+    out_path = Path(args.out)
+    if out_path.is_symlink() and not out_path.exists():
+        problems.append(f"--out {args.out}: a broken symbolic link or a link loop; give another file")
+    elif not out_path.parent.is_dir():
+        problems.append(f"--out {args.out}: its folder {out_path.parent} does not exist (or is not a folder)")
+    elif out_path.exists() and not out_path.is_file():
+        problems.append(f"--out {args.out}: not a regular file")
     if args.bm3d and args.eval_noise is None:
         problems.append("--bm3d needs --eval-noise (the noise at which BM3D, σ known, is scored)")
     if problems:

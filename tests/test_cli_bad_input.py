@@ -643,6 +643,17 @@ def test_benchmark_output_that_is_a_broken_link_is_refused(tmp_path):
     os.symlink(tmp_path / "rl1", tmp_path / "rl2")
     res = runner.invoke(app, ["benchmark", "smoke", "--data-root", str(tmp_path), "-o", str(tmp_path / "rl1")])
     _assert_one_line_error(res, "rl1", "symbolic-link loop")
+    # under a broken link the run folder was created at the link's target and the benchmark ran
+    res = runner.invoke(app, ["benchmark", "smoke", "--data-root", str(tmp_path), "-o", str(tmp_path / "rdl" / "x")])
+    _assert_one_line_error(res, "rdl", "broken symbolic link")
+    assert not (tmp_path / "nowhere").exists()
+    # under a loop: the raw "Symlink loop from …" message became one naming the loop
+    res = runner.invoke(app, ["benchmark", "smoke", "--data-root", str(tmp_path), "-o", str(tmp_path / "rl1" / "x")])
+    _assert_one_line_error(res, "rl1", "symbolic-link loop")
+    # demo -o: a broken link was accepted and the demo started training
+    res = runner.invoke(app, ["demo", "--quick", "-o", str(tmp_path / "rdl")])
+    _assert_one_line_error(res, "rdl", "broken symbolic link")
+    assert not (tmp_path / "nowhere").exists()
 
 
 def test_a_log_name_at_the_file_system_limit_trains(corpus, tmp_path):

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (DeviceOpt, Precision, PrecisionOpt, SaveEveryOpt, ThreadsOpt, UsageError, dangling_link, errors_to_exit, make_engine,
+from .common import (DeviceOpt, Precision, PrecisionOpt, SaveEveryOpt, ThreadsOpt, UsageError, check_folder_target, errors_to_exit, make_engine,
                      name_too_long, path_option, set_threads)
 
 
@@ -36,8 +36,7 @@ def benchmark(
         raise UsageError("CONFIG is empty; give a preset name or a YAML config file")
     name = Path(config).stem if config.endswith((".yaml", ".yml")) else config
     out = out if out is not None else Path("runs") / f"benchmark-{name}"
-    if out.is_symlink() and not out.exists():  # resolve() would follow it and create its target
-        raise UsageError(f"{out}: -o is {dangling_link(out)}; remove it or choose another folder")
+    check_folder_target(out, "-o")
     too_long = name_too_long(out, extra=len(".") + len(".partial"))  # assembled as .<out>.partial
     if too_long:
         raise UsageError(f"{out}: the -o folder name is {too_long}; choose a shorter name")

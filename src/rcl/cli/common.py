@@ -68,7 +68,8 @@ def errors_to_exit(fn):
         except RuntimeError as exc:  # Path.resolve() on a symbolic-link loop (Python ≤ 3.12); others propagate
             if not str(exc).startswith("Symlink loop"):
                 raise
-            msg = f"{exc} (a symbolic link that points back to itself)"
+            msg = str(exc).replace("Symlink loop from", "a symbolic-link loop at", 1) + \
+                " (a link that leads back to itself); choose another path"
         except TrainingStopped as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(128 + exc.signum) from None
@@ -367,6 +368,14 @@ def check_creatable(path: Path, what: str) -> None:
                          f"{exc.strerror or exc})") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def check_folder_target(path: Path, what: str) -> None:
+    """An output folder (made or reopened by the command) can be created: not a dangling link,
+    nor under one (see :func:`check_creatable`)."""
+    if path.is_symlink() and not path.exists():  # mkdir/resolve() would follow it and create its target
+        raise UsageError(f"{path}: {what} is {dangling_link(path)}; remove it or choose another folder")
+    check_creatable(path, what)
 
 
 def check_writable_target(path: Path, what: str) -> None:

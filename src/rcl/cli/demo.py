@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (DeviceOpt, Precision, PrecisionOpt, SeedOpt, ThreadsOpt, check_creatable, errors_to_exit,
+from .common import (DeviceOpt, Precision, PrecisionOpt, SeedOpt, ThreadsOpt, check_folder_target, errors_to_exit,
                      make_engine, path_option, set_threads)
 
 
@@ -30,7 +30,7 @@ def demo(
     from ..demo import run_demo
 
     if out is not None:
-        check_creatable(out, "--out")
+        check_folder_target(out, "--out")
     set_threads(threads)
     engine = make_engine(device, precision, progress=progress)
     run_demo(out=out, quick=quick, seed=seed, progress=progress, engine=engine)
