@@ -348,6 +348,12 @@ def dangling_link(path: Path) -> str:
     return "a broken symbolic link"
 
 
+def refuse_dangling(path: Path, what: str, other: str) -> None:
+    """Refuse an output that is a symbolic link leading nowhere (broken, or a loop)."""
+    if path.is_symlink() and not path.exists():
+        raise UsageError(f"{path}: {what} is {dangling_link(path)}; remove it or choose another {other}")
+
+
 def check_creatable(path: Path, what: str) -> None:
     """``path`` (a file or a folder to be made) can be created: its nearest existing ancestor is a
     writable folder, and it is outside the installed package."""
@@ -373,8 +379,7 @@ def check_creatable(path: Path, what: str) -> None:
 def check_folder_target(path: Path, what: str) -> None:
     """An output folder (made or reopened by the command) can be created: not a dangling link,
     nor under one (see :func:`check_creatable`)."""
-    if path.is_symlink() and not path.exists():  # mkdir/resolve() would follow it and create its target
-        raise UsageError(f"{path}: {what} is {dangling_link(path)}; remove it or choose another folder")
+    refuse_dangling(path, what, "folder")  # mkdir/resolve() would follow the link and create its target
     check_creatable(path, what)
 
 
@@ -385,8 +390,7 @@ def check_writable_target(path: Path, what: str) -> None:
         raise UsageError(f"{what}: the file name is {too_long}; choose a shorter name")
     if path.is_dir():
         raise UsageError(f"{path}: {what} is a folder; give a file name")
-    if path.is_symlink() and not path.exists():  # exists() follows the link: it would be replaced unasked
-        raise UsageError(f"{path}: {what} is {dangling_link(path)}; remove it or choose another name")
+    refuse_dangling(path, what, "name")  # exists() follows the link: it would be replaced unasked
     check_creatable(path, what)
 
 
