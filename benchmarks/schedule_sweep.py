@@ -166,13 +166,13 @@ def main() -> int:
                 parse_noise_spec(spec)
         except ValueError as exc:
             problems.append(f"{opt} {spec}: {exc}")
-    out_path = Path(args.out)
-    if out_path.is_symlink() and not out_path.exists():
-        problems.append(f"--out {args.out}: a broken symbolic link or a link loop; give another file")
-    elif not out_path.parent.is_dir():
-        problems.append(f"--out {args.out}: its folder {out_path.parent} does not exist (or is not a folder)")
-    elif out_path.exists() and not out_path.is_file():
-        problems.append(f"--out {args.out}: not a regular file")
+    try:  # the CLI's output checks (dangling link or loop, missing folder, special file), before any training
+        from rcl.cli.common import UsageError, check_replace, check_writable_target
+
+        check_writable_target(Path(args.out), "--out")
+        check_replace(Path(args.out), "--out", overwrite=True)  # an existing results file is appended to
+    except (UsageError, RuntimeError) as exc:  # RuntimeError: Path.resolve() on a link loop
+        problems.append(str(exc))
     if args.bm3d and args.eval_noise is None:
         problems.append("--bm3d needs --eval-noise (the noise at which BM3D, σ known, is scored)")
     if problems:
@@ -226,6 +226,7 @@ def main() -> int:
             rec = {"name": name, "model": CANDIDATES[name][0], "cfg": used[name], "budget_cpu_s": budget,
                    "noise": args.noise, "jobs": args.jobs, "cpu": cpu_name(), "settings": settings,
                    **json.loads(stdout.strip().splitlines()[-1])}
+            out.parent.mkdir(parents=True, exist_ok=True)  # a new folder, as the CLI's outputs do
             with out.open("a") as fh:
                 fh.write(json.dumps(rec) + "\n")
             print(f"{name}: {rec['steps']} steps, best {rec['best_psnr']:.2f} dB at {rec['best_step']}, "
